@@ -1,0 +1,118 @@
+# banger build.  `make` builds build/bin/{banger,bangerd}; `make test` runs
+# the unit tests under ASan+UBSan (in build/san) and the pytest suites
+# against the normal build; `make deps` installs what both need (apt-get).
+
+CC       ?= cc
+OPT      ?= -O2 -g
+BUILD    ?= build
+SANITIZE ?=
+PYTHON   ?= /usr/bin/python3
+PYTEST_ARGS ?=
+
+PKGS := yaml-0.1 lmdb libmicrohttpd jansson libcurl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wvla -Wwrite-strings -Wformat=2 -fno-common
+ifeq ($(DEVELOPER),1)
+WARN += -Werror
+endif
+CFLAGS ?= $(OPT)
+ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(WARN) -D_GNU_SOURCE -Icommon -Ireconciler \
+              $(PKG_CFLAGS) -MMD -MP
+LDLIBS := $(PKG_LIBS) -lpthread
+ifneq ($(SANITIZE),)
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+COMMON_SRC := $(wildcard common/*.c)
+RECON_SRC  := $(filter-out reconciler/main.c,$(wildcard reconciler/*.c))
+CLI_SRC    := $(wildcard cli/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+BENCH_SRC  := $(wildcard bench/*.c)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+COMMON_LIB := $(BUILD)/lib/libbanger-common.a
+RECON_LIB  := $(BUILD)/lib/libbanger-reconciler.a
+BANGER     := $(BUILD)/bin/banger
+BANGERD    := $(BUILD)/bin/bangerd
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
+
+.PHONY: all deps test unit integration bench analyze clean
+all: $(BANGER) $(BANGERD) $(TOOL_BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(COMMON_LIB): $(call obj,$(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(RECON_LIB): $(call obj,$(RECON_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BANGERD): $(call obj,reconciler/main.c) $(RECON_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BANGER): $(call obj,$(CLI_SRC)) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(RECON_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/tools/%: $(call obj,tests/tools/%.c) $(RECON_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/%: $(call obj,bench/%.c) $(RECON_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Every build and test dependency, from Debian's mirror; apt-get skips what
+# is already installed, so running it twice changes nothing.
+DEB_PKGS := build-essential pkg-config libyaml-dev liblmdb-dev libmicrohttpd-dev \
+            libjansson-dev libcurl4-openssl-dev libcmocka-dev python3 python3-pytest \
+            python3-jsonschema python3-yaml curl
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else echo "deps: all installed"; fi
+
+unit:
+	$(MAKE) BUILD=build/san SANITIZE=address,undefined OPT="-O1 -g" unit-run
+
+.PHONY: unit-run
+unit-run: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t; done
+
+integration: all
+	BANGER_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) -m pytest -q $(PYTEST_ARGS) tests/integration
+
+test: deps
+	$(MAKE) unit
+	$(MAKE) integration
+
+bench: $(BENCH_BINS) all
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
+
+analyze:
+	$(MAKE) BUILD=build/analyze CFLAGS="-O1 -fanalyzer" all
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

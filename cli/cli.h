@@ -1,0 +1,59 @@
+/* cli: what every command of `banger` shares: the command table entry,
+ * the resolved paths, and the few helpers that keep messages and exit codes
+ * uniform (stdout for data, stderr for progress and errors; exit 0 ok,
+ * 1 error, 2 usage). */
+#ifndef BANGER_CLI_H
+#define BANGER_CLI_H
+
+#include <stdbool.h>
+
+#include "paths.h"
+
+#define EXIT_OK 0
+#define EXIT_ERR 1
+#define EXIT_USAGE 2
+
+/* Default for --timeout of apply and delete, in seconds. */
+#define CLI_DEFAULT_TIMEOUT 120
+
+struct cli;
+
+struct cli_cmd {
+        const char *name;
+        int (*fn)(struct cli *cli, int argc, char **argv);
+        const char *usage;     /* after "banger ": "apply -f FILE|DIR|- [...]" */
+        const char *summary;   /* one line */
+        const char *options;   /* option lines for --help, or NULL */
+};
+
+struct cli {
+        struct bg_paths paths;
+        const struct cli_cmd *cmd;   /* the command being run */
+        char *label;                 /* "banger apply", for getopt's messages */
+};
+
+int cmd_apply(struct cli *cli, int argc, char **argv);
+int cmd_get(struct cli *cli, int argc, char **argv);
+int cmd_delete(struct cli *cli, int argc, char **argv);
+int cmd_diff(struct cli *cli, int argc, char **argv);
+int cmd_events(struct cli *cli, int argc, char **argv);
+int cmd_version(struct cli *cli, int argc, char **argv);
+
+/* Prepare argv for the command's getopt_long: reset getopt and name the
+ * command in getopt's own messages. */
+void cli_getopt_reset(struct cli *cli, char **argv);
+
+/* Print the command's --help to stdout; returns EXIT_OK. */
+int cli_help(const struct cli *cli);
+
+/* Print "banger CMD: <msg>" and the usage line to stderr; returns
+ * EXIT_USAGE.  fmt may be NULL when getopt already said what was wrong. */
+int cli_usage_error(const struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Print "banger: <msg>" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse a --timeout value: whole seconds, 1..86400.  -1 when invalid. */
+int cli_parse_timeout(const char *s);
+
+#endif

@@ -1,0 +1,199 @@
+/* banger: the user's command.  It validates spec files and writes them into
+ * the watched folder, and reads status and events from bangerd's read-only
+ * API; it never changes a VM itself.  This file holds the command table,
+ * the global options (--root, BANGER_ROOT) and the dispatch; each command
+ * lives in its own cmd_*.c with its own option parsing. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "err.h"
+#include "util.h"
+#include "version.h"
+
+static const struct cli_cmd commands[] = {
+        { "apply", cmd_apply,
+          "apply -f FILE|DIR|- [--no-wait] [--timeout SECONDS] [--dry-run] [--recreate]",
+          "validate sandbox specs, write them to the sandboxes folder and wait until they converge",
+          "  -f, --filename FILE|DIR|-  a spec file, a folder of *.yaml/*.yml, or - for stdin (repeatable)\n"
+          "      --no-wait              return once the files are written\n"
+          "      --timeout SECONDS      how long to wait for convergence (default 120)\n"
+          "      --dry-run              validate and show what would be written; contact no daemon\n"
+          "      --recreate             allow changes that delete and recreate a sandbox (its disks are lost)\n" },
+        { "get", cmd_get,
+          "get [NAME] [-o table|json|yaml] [-w|--watch] [-l key=value]",
+          "show sandboxes and their status",
+          "  -o, --output FORMAT        table (default), json or yaml\n"
+          "  -w, --watch                after the listing, print rows again as they change\n"
+          "  -l, --selector key=value   only sandboxes with this label\n" },
+        { "delete", cmd_delete,
+          "delete NAME... [--no-wait] [--timeout SECONDS]",
+          "remove sandboxes' specs from the sandboxes folder and wait until they are gone",
+          "      --no-wait              return once the files are changed\n"
+          "      --timeout SECONDS      how long to wait for deletion (default 120)\n" },
+        { "diff", cmd_diff,
+          "diff -f FILE|DIR|-",
+          "show what apply would change, field by field (exit 1 when something would)",
+          "  -f, --filename FILE|DIR|-  a spec file, a folder of *.yaml/*.yml, or - for stdin (repeatable)\n" },
+        { "events", cmd_events,
+          "events [-f|--follow] [--since SEQ] [--name NAME] [-o json]",
+          "print the daemon's events",
+          "  -f, --follow               keep printing new events as they happen\n"
+          "      --since SEQ            only events after sequence number SEQ\n"
+          "      --name NAME            only events of this sandbox\n"
+          "  -o, --output json          print the raw JSON lines\n" },
+        { "version", cmd_version,
+          "version",
+          "print the client's and the daemon's versions",
+          NULL },
+};
+
+static void print_main_usage(FILE *out)
+{
+        fprintf(out, "usage: banger [--root DIR] COMMAND [ARGS]\n\ncommands:\n");
+        for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+                fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "\nglobal options:\n"
+                     "  --root DIR    keep every path under DIR (also $BANGER_ROOT)\n"
+                     "  -h, --help    show this help\n"
+                     "\nRun 'banger COMMAND --help' for a command's options.\n");
+}
+
+static const struct cli_cmd *find_command(const char *name)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+                if (strcmp(commands[i].name, name) == 0)
+                        return &commands[i];
+        return NULL;
+}
+
+void cli_getopt_reset(struct cli *cli, char **argv)
+{
+        optind = 0;   /* GNU: reinitialise, start at argv[1] */
+        opterr = 1;
+        argv[0] = cli->label;
+}
+
+int cli_help(const struct cli *cli)
+{
+        printf("usage: banger %s\n\n%s\n", cli->cmd->usage, cli->cmd->summary);
+        if (cli->cmd->options)
+                printf("\noptions:\n%s", cli->cmd->options);
+        printf("  -h, --help                 show this help\n");
+        return EXIT_OK;
+}
+
+int cli_usage_error(const struct cli *cli, const char *fmt, ...)
+{
+        if (fmt) {
+                va_list ap;
+                va_start(ap, fmt);
+                fprintf(stderr, "%s: ", cli->label);
+                vfprintf(stderr, fmt, ap);
+                fputc('\n', stderr);
+                va_end(ap);
+        }
+        fprintf(stderr, "usage: banger %s\n", cli->cmd->usage);
+        return EXIT_USAGE;
+}
+
+void cli_error(const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("banger: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+}
+
+int cli_parse_timeout(const char *s)
+{
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || end == s || *end || v < 1 || v > 86400)
+                return -1;
+        return (int)v;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "root", required_argument, NULL, 'r' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                { NULL, 0, NULL, 0 },
+        };
+        const char *root = NULL;
+        int c;
+
+        /* "+": stop at the command name; its options are its own. */
+        while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+                switch (c) {
+                case 'r':
+                        root = optarg;
+                        break;
+                case 'h':
+                        print_main_usage(stdout);
+                        return EXIT_OK;
+                case 'V':
+                        printf("banger %s\n", BANGER_VERSION);
+                        return EXIT_OK;
+                default:
+                        print_main_usage(stderr);
+                        return EXIT_USAGE;
+                }
+        }
+        if (optind >= argc) {
+                print_main_usage(stderr);
+                return EXIT_USAGE;
+        }
+
+        const char *name = argv[optind];
+        if (strcmp(name, "help") == 0) {
+                if (optind + 1 >= argc) {
+                        print_main_usage(stdout);
+                        return EXIT_OK;
+                }
+                const struct cli_cmd *h = find_command(argv[optind + 1]);
+                if (!h) {
+                        cli_error("unknown command '%s'; see 'banger --help'", argv[optind + 1]);
+                        return EXIT_USAGE;
+                }
+                struct cli hc = { .cmd = h };
+                return cli_help(&hc);
+        }
+        const struct cli_cmd *cmd = find_command(name);
+        if (!cmd) {
+                cli_error("unknown command '%s'; see 'banger --help'", name);
+                return EXIT_USAGE;
+        }
+        if (root && !*root) {
+                cli_error("--root needs a folder");
+                return EXIT_USAGE;
+        }
+
+        struct cli cli = { .cmd = cmd };
+        struct bg_err *err = NULL;
+        if (paths_init(&cli.paths, root, &err) < 0) {
+                cli_error("%s", bg_err_msg(err));
+                bg_err_free(err);
+                return EXIT_ERR;
+        }
+        cli.label = xasprintf("banger %s", cmd->name);
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+
+        int rc = cmd->fn(&cli, argc - optind, argv + optind);
+
+        fflush(stdout);
+        curl_global_cleanup();
+        free(cli.label);
+        paths_release(&cli.paths);
+        return rc;
+}

@@ -1,0 +1,608 @@
+/* api: bangerd's read-only REST API on a Unix socket (see docs/api.md).
+ *
+ * libmicrohttpd runs every connection in its own thread, so an events
+ * follow stream may simply block in its content callback: it waits on the
+ * hub in short slices and re-reads the store when the hub announces a newer
+ * sequence.  Read transactions live only while a batch of events is copied
+ * out, never across a wait, so a slow client cannot pin old LMDB pages.
+ *
+ * We make the listening socket ourselves because MHD only binds TCP, and
+ * because the stale-socket check and the 0660 mode must happen before
+ * anyone can connect.  Sandbox objects come from the loop through
+ * api_source; this module only routes, filters and serialises.
+ */
+#include "api.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "err.h"
+#include "hub.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+#include "version.h"
+
+#define API_CONN_LIMIT 64u
+#define API_IDLE_TIMEOUT_S 60u   /* idle keep-alive clients; follow streams are exempt */
+#define EVENTS_BATCH 256         /* events copied out per read transaction */
+#define FOLLOW_SLICE_MS 1000     /* how often a blocked follow stream looks at shutdown and hangup */
+#define STREAM_BLOCK 32768
+#define NAME_MAX_LEN 63
+
+struct api {
+        struct MHD_Daemon *mhd;
+        int fd;
+        char *path;
+        dev_t dev;               /* identity of our socket file, so stop never */
+        ino_t ino;               /* unlinks one that a later daemon put there */
+        const struct api_source *src;
+        atomic_bool stopping;
+};
+
+/* One request: what the handler needs to answer and log. */
+struct req {
+        struct api *a;
+        struct MHD_Connection *c;
+        unsigned status;
+};
+
+/* One events response; owned by MHD's response once created. */
+struct stream {
+        struct api *a;
+        struct MHD_Connection *c;
+        uint64_t after;          /* highest seq already looked at */
+        uint64_t hub_seen;       /* highest seq the hub announced */
+        bool follow, closing, done;
+        char name[NAME_MAX_LEN + 1];   /* "" = every sandbox */
+        char *buf;               /* NDJSON not yet handed to MHD */
+        size_t len, off, cap;
+};
+
+static bool valid_name(const char *s)
+{
+        size_t n = strlen(s);
+        if (n < 1 || n > NAME_MAX_LEN)
+                return false;
+        return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+/* Client-supplied text goes into log lines and JSON strings: keep it short,
+ * printable ASCII, so it can neither split a log line nor make jansson
+ * reject invalid UTF-8. */
+static const char *clean(const char *s, char *out, size_t len)
+{
+        size_t i = 0;
+        for (; s && s[i] && i + 1 < len; i++)
+                out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+        out[i] = '\0';
+        return out;
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result reply(struct req *rq, unsigned status, struct MHD_Response *r)
+{
+        rq->status = status;
+        enum MHD_Result ret = MHD_queue_response(rq->c, status, r);
+        MHD_destroy_response(r);
+        return ret;
+}
+
+/* Serialise j (reference stolen) as one line of compact JSON. */
+static struct MHD_Response *json_response(json_t *j)
+{
+        char *s = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (!s)
+                abort();   /* only on out-of-memory: every value we build is valid */
+        char *body = xasprintf("%s\n", s);
+        free(s);
+        struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free);
+        if (!r)
+                abort();
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        return r;
+}
+
+static enum MHD_Result send_json(struct req *rq, unsigned status, json_t *j)
+{
+        return reply(rq, status, json_response(j));
+}
+
+__attribute__((format(printf, 3, 4)))
+static enum MHD_Result send_error(struct req *rq, unsigned status, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        char *msg = xvasprintf(fmt, ap);
+        va_end(ap);
+        json_t *j = json_pack("{s:s, s:I, s:s}", "kind", "Error", "code", (json_int_t)status,
+                              "message", msg);
+        free(msg);
+        if (!j)
+                abort();
+        struct MHD_Response *r = json_response(j);
+        if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET");
+        return reply(rq, status, r);
+}
+
+/* ---- GET /v1/version, /v1/sandboxes, /v1/sandboxes/{name} ---- */
+
+static enum MHD_Result get_version(struct req *rq)
+{
+        const struct api_source *src = rq->a->src;
+        json_t *j = json_pack("{s:s, s:s, s:s?}", "version", BANGER_VERSION, "api", "banger/v1",
+                              "driver", src->driver);
+        if (!j)
+                abort();
+        return send_json(rq, MHD_HTTP_OK, j);
+}
+
+static bool has_label(json_t *item, const char *key, const char *val)
+{
+        json_t *v = json_object_get(json_object_get(json_object_get(item, "metadata"), "labels"), key);
+        return json_is_string(v) && strcmp(json_string_value(v), val) == 0;
+}
+
+static enum MHD_Result list_sandboxes(struct req *rq)
+{
+        const struct api_source *src = rq->a->src;
+        const char *label = MHD_lookup_connection_value(rq->c, MHD_GET_ARGUMENT_KIND, "label");
+        char tmp[128];
+        _cleanup_free_ char *key = NULL;
+        const char *val = NULL;
+        if (label) {
+                const char *eq = strchr(label, '=');
+                if (!eq || eq == label)
+                        return send_error(rq, MHD_HTTP_BAD_REQUEST,
+                                          "invalid label filter '%s': want key=value",
+                                          clean(label, tmp, sizeof tmp));
+                key = xstrndup(label, (size_t)(eq - label));
+                val = eq + 1;
+        }
+        json_t *items = src->list_sandboxes(src->arg);
+        if (!json_is_array(items)) {
+                json_decref(items);
+                log_warn("api: sandbox list unavailable");
+                return send_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "sandbox list unavailable");
+        }
+        if (key) {
+                json_t *keep = json_array();
+                size_t i;
+                json_t *it;
+                json_array_foreach(items, i, it)
+                        if (has_label(it, key, val))
+                                json_array_append(keep, it);
+                json_decref(items);
+                items = keep;
+        }
+        json_t *j = json_pack("{s:s, s:s, s:o}", "apiVersion", "banger/v1", "kind", "SandboxList",
+                              "items", items);
+        if (!j)
+                abort();
+        return send_json(rq, MHD_HTTP_OK, j);
+}
+
+static enum MHD_Result get_sandbox(struct req *rq, const char *name)
+{
+        const struct api_source *src = rq->a->src;
+        char tmp[128];
+        if (!valid_name(name))
+                return send_error(rq, MHD_HTTP_BAD_REQUEST,
+                                  "invalid sandbox name '%s': want 1-63 of [a-z0-9-]",
+                                  clean(name, tmp, sizeof tmp));
+        json_t *sb = src->get_sandbox(src->arg, name);
+        if (!sb)
+                return send_error(rq, MHD_HTTP_NOT_FOUND, "sandbox \"%s\" not found", name);
+        return send_json(rq, MHD_HTTP_OK, sb);
+}
+
+/* ---- GET /v1/events ---- */
+
+static void stream_append(struct stream *st, const char *s, size_t n)
+{
+        if (st->len + n > st->cap) {
+                st->cap = (st->len + n) * 2;
+                st->buf = xrealloc(st->buf, st->cap);
+        }
+        memcpy(st->buf + st->len, s, n);
+        st->len += n;
+}
+
+struct fill_ctx {
+        struct stream *st;
+        size_t seen;
+};
+
+static int fill_one(uint64_t seq, json_t *ev, void *arg)
+{
+        struct fill_ctx *f = arg;
+        struct stream *st = f->st;
+        f->seen++;
+        /* Filtered-out events still advance the cursor: they are consumed. */
+        st->after = seq;
+        if (st->name[0]) {
+                const char *n = json_string_value(json_object_get(ev, "name"));
+                if (!n || strcmp(n, st->name) != 0)
+                        return 0;
+        }
+        char *line = json_dumps(ev, JSON_COMPACT);
+        if (!line)
+                return 0;   /* unserialisable event: skip it rather than end the stream */
+        stream_append(st, line, strlen(line));
+        stream_append(st, "\n", 1);
+        free(line);
+        return 0;
+}
+
+/* Copy at most one batch of stored events after st->after into st->buf. */
+static int stream_fill(struct stream *st, size_t *seen)
+{
+        struct store *s = st->a->src->store;
+        struct store_txn *t = NULL;
+        struct bg_err *e = NULL;
+        struct fill_ctx f = { .st = st };
+        int r = store_txn_begin(s, false, &t, &e);
+        if (r == 0) {
+                r = store_event_foreach(t, st->after, EVENTS_BATCH, fill_one, &f, &e);
+                store_txn_abort(t);
+        }
+        if (r < 0)
+                log_warn("api: read events: %s", bg_err_msg(e));
+        bg_err_free(e);
+        *seen = f.seen;
+        return r;
+}
+
+/* A follow client that went away must not keep its thread (and one of the
+ * 64 connection slots) until the next event: look for a hangup between
+ * slices.  A client that half-closes after its request is treated as gone;
+ * HTTP clients do not do that. */
+static bool peer_gone(struct MHD_Connection *c)
+{
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci)
+                return false;
+        struct pollfd p = { .fd = ci->connect_fd, .events = POLLRDHUP };
+        return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* Block until the hub announces something newer, the hub or the api stops
+ * (st->closing), or the client hangs up (-1). */
+static int stream_wait(struct stream *st)
+{
+        /* Waiting above hub_seen too keeps us from spinning if the hub ever
+         * runs ahead of what the store shows. */
+        uint64_t floor = st->after > st->hub_seen ? st->after : st->hub_seen;
+        for (;;) {
+                if (atomic_load(&st->a->stopping)) {
+                        st->closing = true;
+                        return 0;
+                }
+                bool closed = false;
+                uint64_t latest = hub_wait(st->a->src->hub, floor, FOLLOW_SLICE_MS, &closed);
+                if (latest > st->hub_seen)
+                        st->hub_seen = latest;
+                if (closed)
+                        st->closing = true;
+                if (closed || latest > floor)
+                        return 0;
+                if (peer_gone(st->c))
+                        return -1;
+        }
+}
+
+/* MHD's content callback.  Returning 0 would make MHD call again at once,
+ * so it only returns data, end of stream or an error. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+        struct stream *st = cls;
+        (void)pos;
+        for (;;) {
+                if (st->off < st->len) {
+                        size_t n = st->len - st->off < max ? st->len - st->off : max;
+                        memcpy(out, st->buf + st->off, n);
+                        st->off += n;
+                        return (ssize_t)n;
+                }
+                st->off = st->len = 0;
+                if (st->done)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                size_t seen;
+                if (stream_fill(st, &seen) < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (st->len > 0 || seen == EVENTS_BATCH)
+                        continue;   /* send what we have, or read the next batch */
+                /* Caught up with the store.  After the hub closed we took one
+                 * last look (above), so whatever was committed is sent. */
+                if (!st->follow || st->closing) {
+                        st->done = true;
+                        continue;
+                }
+                if (stream_wait(st) < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+}
+
+static void stream_free(void *cls)
+{
+        struct stream *st = cls;
+        free(st->buf);
+        free(st);
+}
+
+/* Parse a non-negative decimal without sign, spaces or overflow. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+        if (!*s || strspn(s, "0123456789") != strlen(s))
+                return false;
+        errno = 0;
+        unsigned long long v = strtoull(s, NULL, 10);
+        if (errno == ERANGE)
+                return false;
+        *out = v;
+        return true;
+}
+
+static enum MHD_Result get_events(struct req *rq)
+{
+        char tmp[128];
+        uint64_t since = 0;
+        bool follow = false;
+        const char *q;
+
+        if ((q = MHD_lookup_connection_value(rq->c, MHD_GET_ARGUMENT_KIND, "since")) && !parse_u64(q, &since))
+                return send_error(rq, MHD_HTTP_BAD_REQUEST, "invalid since '%s': want a sequence number",
+                                  clean(q, tmp, sizeof tmp));
+        if ((q = MHD_lookup_connection_value(rq->c, MHD_GET_ARGUMENT_KIND, "follow"))) {
+                if (strcmp(q, "1") == 0 || strcmp(q, "true") == 0)
+                        follow = true;
+                else if (*q && strcmp(q, "0") != 0 && strcmp(q, "false") != 0)
+                        return send_error(rq, MHD_HTTP_BAD_REQUEST, "invalid follow '%s': want 0 or 1",
+                                          clean(q, tmp, sizeof tmp));
+        }
+        const char *name = MHD_lookup_connection_value(rq->c, MHD_GET_ARGUMENT_KIND, "name");
+        if (name && !valid_name(name))
+                return send_error(rq, MHD_HTTP_BAD_REQUEST,
+                                  "invalid sandbox name '%s': want 1-63 of [a-z0-9-]",
+                                  clean(name, tmp, sizeof tmp));
+
+        struct stream *st = xcalloc(1, sizeof *st);
+        st->a = rq->a;
+        st->c = rq->c;
+        st->after = since;
+        st->follow = follow;
+        if (name)
+                snprintf(st->name, sizeof st->name, "%s", name);
+        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+                                                                   stream_read, st, stream_free);
+        if (!r) {
+                stream_free(st);
+                return send_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot create response");
+        }
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson");
+        /* A follow stream is quiet between events by design; the idle
+         * timeout is for keep-alive connections, not for it. */
+        if (follow)
+                MHD_set_connection_option(rq->c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+        return reply(rq, MHD_HTTP_OK, r);
+}
+
+/* ---- routing ---- */
+
+static bool has_body(struct MHD_Connection *c)
+{
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        return te || (cl && strcmp(cl, "0") != 0);
+}
+
+static enum MHD_Result route(struct req *rq, const char *url, const char *method)
+{
+        static const char sb_prefix[] = "/v1/sandboxes/";
+        enum { R_NONE, R_VERSION, R_LIST, R_GET, R_EVENTS } r = R_NONE;
+        const char *name = NULL;
+        char tmp[128];
+
+        if (strcmp(url, "/v1/version") == 0)
+                r = R_VERSION;
+        else if (strcmp(url, "/v1/sandboxes") == 0)
+                r = R_LIST;
+        else if (str_has_prefix(url, sb_prefix) && !strchr(url + sizeof sb_prefix - 1, '/')) {
+                r = R_GET;
+                name = url + sizeof sb_prefix - 1;
+        }
+        else if (strcmp(url, "/v1/events") == 0)
+                r = R_EVENTS;
+
+        if (r == R_NONE)
+                return send_error(rq, MHD_HTTP_NOT_FOUND, "unknown path '%s'", clean(url, tmp, sizeof tmp));
+        if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+                return send_error(rq, MHD_HTTP_METHOD_NOT_ALLOWED, "method %s not allowed, the api only reads",
+                                  clean(method, tmp, sizeof tmp));
+        /* Nothing here takes input; refusing bodies up front means MHD never
+         * buffers one for us. */
+        if (has_body(rq->c))
+                return send_error(rq, MHD_HTTP_CONTENT_TOO_LARGE, "request body not accepted");
+
+        switch (r) {
+        case R_VERSION: return get_version(rq);
+        case R_LIST:    return list_sandboxes(rq);
+        case R_GET:     return get_sandbox(rq, name);
+        case R_EVENTS:  return get_events(rq);
+        default:        abort();
+        }
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *upload, size_t *upload_size, void **req_cls)
+{
+        struct api *a = cls;
+        (void)version;
+        (void)upload;
+        if (*req_cls) {
+                /* We answer on the first call; a body arriving anyway is dropped. */
+                *upload_size = 0;
+                return MHD_YES;
+        }
+        *req_cls = a;
+        struct req rq = { .a = a, .c = c };
+        enum MHD_Result ret = route(&rq, url, method);
+        if (log_threshold <= LOGL_DEBUG) {
+                char m[16], u[128];
+                log_debug("api request method=%s path=%s status=%u", clean(method, m, sizeof m),
+                          clean(url, u, sizeof u), rq.status);
+        }
+        return ret;
+}
+
+/* MHD's own messages (mostly client hangups mid-response) are routine for a
+ * local API, so they go to debug; real start-up failures surface as the
+ * error api_start returns. */
+__attribute__((format(printf, 2, 0)))
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+        (void)cls;
+        if (log_threshold > LOGL_DEBUG)
+                return;
+        char line[512];
+        vsnprintf(line, sizeof line, fmt, ap);
+        line[strcspn(line, "\n")] = '\0';
+        log_debug("api: mhd: %s", line);
+}
+
+/* ---- socket ---- */
+
+/* A socket file left by a daemon that died is replaced; one that answers
+ * belongs to a live daemon and is left alone, as is anything not a socket. */
+static int clear_stale(const struct sockaddr_un *sa, const char *path, struct bg_err **err)
+{
+        struct stat st;
+        if (lstat(path, &st) < 0) {
+                int e = errno;
+                if (e == ENOENT)
+                        return 0;
+                return bg_error(err, e, "stat '%s': %s", path, strerror(e));
+        }
+        if (!S_ISSOCK(st.st_mode))
+                return bg_error(err, EEXIST, "'%s' exists and is not a socket", path);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                int e = errno;
+                return bg_error(err, e, "socket: %s", strerror(e));
+        }
+        if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0)
+                return bg_error(err, EADDRINUSE, "another bangerd is listening on %s", path);
+        int e = errno;
+        if (e != ECONNREFUSED && e != ENOENT)
+                return bg_error(err, e, "probe '%s': %s", path, strerror(e));
+        if (unlink(path) < 0 && errno != ENOENT) {
+                e = errno;
+                return bg_error(err, e, "remove stale socket '%s': %s", path, strerror(e));
+        }
+        log_info("api: removed stale socket path=%s", path);
+        return 0;
+}
+
+static int listen_unix(const char *path, int *out, struct stat *id, struct bg_err **err)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        size_t n = strlen(path);
+        if (n == 0)
+                return bg_error(err, EINVAL, "empty socket path");
+        if (n >= sizeof sa.sun_path)
+                return bg_error(err, ENAMETOOLONG, "socket path '%s' is too long (%zu bytes, at most %zu)",
+                                path, n, sizeof sa.sun_path - 1);
+        memcpy(sa.sun_path, path, n + 1);
+        int r = clear_stale(&sa, path, err);
+        if (r < 0)
+                return r;
+
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int e;
+        if (fd < 0) {
+                e = errno;
+                return bg_error(err, e, "socket: %s", strerror(e));
+        }
+        if (bind(fd, (const struct sockaddr *)&sa, sizeof sa) < 0) {
+                e = errno;
+                return bg_error(err, e, "bind '%s': %s", path, strerror(e));
+        }
+        /* Before listen(), so no client can connect under the umask's mode. */
+        if (chmod(path, 0660) < 0 || stat(path, id) < 0 || listen(fd, (int)API_CONN_LIMIT) < 0) {
+                e = errno;
+                unlink(path);
+                return bg_error(err, e, "set up '%s': %s", path, strerror(e));
+        }
+        *out = fd;
+        fd = -1;
+        return 0;
+}
+
+int api_start(const char *socket_path, const struct api_source *src, struct api **out, struct bg_err **err)
+{
+        struct stat id;
+        int fd = -1;
+        *out = NULL;
+        int r = listen_unix(socket_path, &fd, &id, err);
+        if (r < 0)
+                return r;
+
+        struct api *a = xcalloc(1, sizeof *a);
+        a->fd = fd;
+        a->path = xstrdup(socket_path);
+        a->dev = id.st_dev;
+        a->ino = id.st_ino;
+        a->src = src;
+        atomic_init(&a->stopping, false);
+        /* Thread per connection so follow streams may block; poll() rather
+         * than select() because bangerd holds many fds (taps, VM pipes) and
+         * select() fails past FD_SETSIZE; ITC so api_stop can quiesce and
+         * take the listening fd back. */
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+                         MHD_USE_ITC | MHD_USE_ERROR_LOG;
+        a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, a,
+                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                                  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+                                  MHD_OPTION_CONNECTION_LIMIT, API_CONN_LIMIT,
+                                  MHD_OPTION_CONNECTION_TIMEOUT, API_IDLE_TIMEOUT_S,
+                                  MHD_OPTION_END);
+        if (!a->mhd) {
+                unlink(socket_path);
+                close(fd);
+                free(a->path);
+                free(a);
+                return bg_error(err, EIO, "start http server on %s failed", socket_path);
+        }
+        log_info("api: listening path=%s", socket_path);
+        *out = a;
+        return 0;
+}
+
+void api_stop(struct api *a)
+{
+        if (!a)
+                return;
+        atomic_store(&a->stopping, true);
+        /* Quiesce first: MHD then hands the listening fd back instead of
+         * closing it itself, so the fd is closed exactly once, here. */
+        MHD_socket fd = MHD_quiesce_daemon(a->mhd);
+        MHD_stop_daemon(a->mhd);
+        if (fd != MHD_INVALID_SOCKET)
+                close(fd);
+        struct stat st;
+        if (stat(a->path, &st) == 0 && st.st_dev == a->dev && st.st_ino == a->ino)
+                unlink(a->path);
+        free(a->path);
+        free(a);
+}

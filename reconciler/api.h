@@ -1,0 +1,33 @@
+/* api: the REST API on a Unix socket (libmicrohttpd + jansson), read-only.
+ * See docs/api.md for the contract.  The API owns no state: it asks the
+ * loop (through api_source) for sandbox objects and reads events from the
+ * store, waking on the hub for follow streams. */
+#ifndef BANGER_API_H
+#define BANGER_API_H
+
+#include <jansson.h>
+
+struct bg_err;
+struct store;
+struct hub;
+struct api;
+
+struct api_source {
+        void *arg;
+        /* Every sandbox object, sorted by name: a new JSON array. */
+        json_t *(*list_sandboxes)(void *arg);
+        /* One sandbox object (new reference), or NULL when unknown. */
+        json_t *(*get_sandbox)(void *arg, const char *name);
+        struct store *store;   /* events are read from here */
+        struct hub *hub;       /* and followed through here */
+        const char *driver;    /* for /v1/version */
+};
+
+/* Bind socket_path (replacing a stale socket file, refusing a live one),
+ * mode 0660, and serve in libmicrohttpd's own threads.  src is borrowed
+ * and must outlive the api. */
+int api_start(const char *socket_path, const struct api_source *src, struct api **out, struct bg_err **err);
+/* Stop serving, end follow streams, remove the socket file. */
+void api_stop(struct api *a);
+
+#endif

@@ -1,0 +1,269 @@
+/* driver_fake: in-process "VMs" for control-loop tests and benchmarks.
+ *
+ * A fake VM leaves real traces on disk so that crashes, leaks and
+ * adoption can be observed exactly as with a real hypervisor:
+ *   STATE/fake/<id>/disk   its "disk" (a sparse file), made by prepare
+ *   RUN/fake/<id>.vm       its "VMM": "running" or "exited N"; made by
+ *                          start, removed by stop; tests may write
+ *                          "exited N" into it to simulate a crash
+ * Both are named after the record id, the ownership mark GC relies on.
+ * Every step passes fault points (fault.h) so tests can fail or crash the
+ * daemon before, in the middle of, and after each one.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "driver.h"
+#include "err.h"
+#include "fault.h"
+#include "spec.h"
+#include "util.h"
+
+struct fake {
+        struct driver base;
+        char *disk_root;   /* STATE/fake */
+        char *vm_root;     /* RUN/fake */
+};
+
+static struct fake *F(struct driver *d) { return (struct fake *)d; }
+
+static bool id_valid(const char *id)
+{
+        if (strlen(id) != 16)
+                return false;
+        for (const char *p = id; *p; p++)
+                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+                        return false;
+        return true;
+}
+
+static char *disk_dir(struct fake *f, const char *id) { return xasprintf("%s/%s", f->disk_root, id); }
+static char *vm_file(struct fake *f, const char *id) { return xasprintf("%s/%s.vm", f->vm_root, id); }
+
+#define POINT(action, when, vm) do { \
+        if (fault_hit(action "." when, (vm)->name, err) < 0) return -EIO; } while (0)
+
+static int fake_prepare(struct driver *d, struct driver_vm *vm, struct bg_err **err)
+{
+        struct fake *f = F(d);
+        if (!id_valid(vm->id))
+                return bg_error(err, EINVAL, "fake: bad id '%s'", vm->id);
+        POINT("prepare", "before", vm);
+        _cleanup_free_ char *dir = disk_dir(f, vm->id);
+        if (mkdir_p(dir, 0700, err) < 0)
+                return bg_error_wrap(err, "fake prepare");
+        POINT("prepare", "mid", vm);
+        _cleanup_free_ char *disk = xasprintf("%s/disk", dir);
+        int fd = open(disk, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return bg_error(err, errno, "fake prepare: create '%s': %s", disk, strerror(errno));
+        uint64_t size = vm->spec->disk_size ? vm->spec->disk_size : (8ULL << 30);
+        int r = ftruncate(fd, (off_t)size);
+        int e = errno;
+        close(fd);
+        if (r < 0)
+                return bg_error(err, e, "fake prepare: size '%s': %s", disk, strerror(e));
+        json_object_set_new(vm->handles, "disk", json_string(disk));
+        POINT("prepare", "after", vm);
+        return 0;
+}
+
+/* Read the VM file: 1 running, 0 exited (status in *status), -ENOENT absent. */
+static int read_vm(struct fake *f, const char *id, int *status)
+{
+        _cleanup_free_ char *path = vm_file(f, id);
+        _cleanup_free_ char *buf = NULL;
+        if (read_file_limited(path, 256, &buf, NULL, NULL) < 0)
+                return -ENOENT;
+        if (str_has_prefix(buf, "running"))
+                return 1;
+        *status = 1;
+        if (sscanf(buf, "exited %d", status) != 1)
+                *status = 1;
+        return 0;
+}
+
+static int fake_start(struct driver *d, struct driver_vm *vm, struct bg_err **err)
+{
+        struct fake *f = F(d);
+        POINT("start", "before", vm);
+        _cleanup_free_ char *disk = xasprintf("%s/%s/disk", f->disk_root, vm->id);
+        if (access(disk, F_OK) < 0)
+                return bg_error(err, ENOENT, "fake start: disk '%s' missing", disk);
+        int status;
+        if (read_vm(f, vm->id, &status) == 1)
+                return 0;    /* already running: idempotent */
+        if (mkdir_p(f->vm_root, 0700, err) < 0)
+                return bg_error_wrap(err, "fake start");
+        _cleanup_free_ char *path = vm_file(f, vm->id);
+        const char *content = fault_flag("start", vm->name) ? "exited 1\n" : "running\n";
+        if (write_file_atomic(path, content, strlen(content), 0600, err) < 0)
+                return bg_error_wrap(err, "fake start");
+        POINT("start", "mid", vm);
+        json_object_set_new(vm->handles, "vm", json_string(path));
+        json_object_set_new(vm->handles, "started_at", json_integer(now_wall_ms()));
+        POINT("start", "after", vm);
+        return 0;
+}
+
+static int remove_vm(struct fake *f, const char *id, struct bg_err **err)
+{
+        _cleanup_free_ char *path = vm_file(f, id);
+        if (unlink(path) < 0 && errno != ENOENT)
+                return bg_error(err, errno, "fake: remove '%s': %s", path, strerror(errno));
+        return 0;
+}
+
+static int fake_stop(struct driver *d, struct driver_vm *vm, int timeout_ms, struct bg_err **err)
+{
+        (void)timeout_ms;
+        POINT("stop", "before", vm);
+        if (remove_vm(F(d), vm->id, err) < 0)
+                return -EIO;
+        json_object_del(vm->handles, "vm");
+        POINT("stop", "after", vm);
+        return 0;
+}
+
+static int fake_kill(struct driver *d, struct driver_vm *vm, struct bg_err **err)
+{
+        return remove_vm(F(d), vm->id, err);
+}
+
+static int fake_probe(struct driver *d, struct driver_vm *vm, struct driver_probe *out, struct bg_err **err)
+{
+        (void)err;
+        int status = -1;
+        int r = read_vm(F(d), vm->id, &status);
+        out->exit_status = -1;
+        if (r == 1) {
+                out->vm = VM_RUNNING;
+        } else if (r == 0) {
+                out->vm = status == 0 ? VM_EXITED_OK : VM_EXITED_FAIL;
+                out->exit_status = status;
+        } else {
+                out->vm = VM_ABSENT;
+        }
+        return 0;
+}
+
+static int remove_all(struct fake *f, const char *id, const char *name, struct bg_err **err)
+{
+        if (!id_valid(id))
+                return bg_error(err, EINVAL, "fake: bad id '%s'", id);
+        if (remove_vm(f, id, err) < 0)
+                return -EIO;
+        if (fault_hit("cleanup.mid", name, err) < 0)
+                return -EIO;
+        _cleanup_free_ char *dir = disk_dir(f, id);
+        return rm_rf(dir, err);
+}
+
+static int fake_cleanup(struct driver *d, struct driver_vm *vm, struct bg_err **err)
+{
+        POINT("cleanup", "before", vm);
+        if (remove_all(F(d), vm->id, vm->name, err) < 0)
+                return bg_error_wrap(err, "fake cleanup");
+        json_object_clear(vm->handles);
+        POINT("cleanup", "after", vm);
+        return 0;
+}
+
+static void add_id(char ***ids, size_t *n, const char *id)
+{
+        for (size_t i = 0; i < *n; i++)
+                if (strcmp((*ids)[i], id) == 0)
+                        return;
+        *ids = xreallocarray(*ids, *n + 1, sizeof **ids);
+        (*ids)[(*n)++] = xstrdup(id);
+}
+
+static int scan(const char *dir, const char *suffix, char ***ids, size_t *n)
+{
+        DIR *dp = opendir(dir);
+        if (!dp)
+                return errno == ENOENT ? 0 : -errno;
+        struct dirent *de;
+        while ((de = readdir(dp))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                char id[17];
+                size_t len = strlen(de->d_name);
+                size_t want = 16 + strlen(suffix);
+                if (len != want || !str_has_suffix(de->d_name, suffix))
+                        continue;
+                memcpy(id, de->d_name, 16);
+                id[16] = '\0';
+                if (id_valid(id))
+                        add_id(ids, n, id);
+        }
+        closedir(dp);
+        return 0;
+}
+
+static int fake_list_owned(struct driver *d, char ***ids, size_t *n, struct bg_err **err)
+{
+        struct fake *f = F(d);
+        *ids = NULL;
+        *n = 0;
+        int r = scan(f->disk_root, "", ids, n);
+        if (r == 0)
+                r = scan(f->vm_root, ".vm", ids, n);
+        if (r < 0)
+                return bg_error(err, -r, "fake: list owned objects: %s", strerror(-r));
+        return 0;
+}
+
+static int fake_remove_owned(struct driver *d, const char *id, struct bg_err **err)
+{
+        return remove_all(F(d), id, NULL, err);
+}
+
+static const char *fake_hypervisor(struct driver *d)
+{
+        (void)d;
+        return "fake";
+}
+
+static void fake_free(struct driver *d)
+{
+        struct fake *f = F(d);
+        if (!f)
+                return;
+        free(f->disk_root);
+        free(f->vm_root);
+        free(f);
+}
+
+static const struct driver_ops fake_ops = {
+        .name = "fake",
+        .prepare = fake_prepare,
+        .start = fake_start,
+        .stop = fake_stop,
+        .kill = fake_kill,
+        .probe = fake_probe,
+        .cleanup = fake_cleanup,
+        .list_owned = fake_list_owned,
+        .remove_owned = fake_remove_owned,
+        .hypervisor = fake_hypervisor,
+        .free = fake_free,
+};
+
+int driver_fake_new(const char *state_dir, const char *run_dir, struct driver **out, struct bg_err **err)
+{
+        struct fake *f = xcalloc(1, sizeof *f);
+        f->base.ops = &fake_ops;
+        f->disk_root = xasprintf("%s/fake", state_dir);
+        f->vm_root = xasprintf("%s/fake", run_dir);
+        if (mkdir_p(f->disk_root, 0700, err) < 0 || mkdir_p(f->vm_root, 0700, err) < 0) {
+                fake_free(&f->base);
+                return bg_error_wrap(err, "fake driver");
+        }
+        *out = &f->base;
+        return 0;
+}

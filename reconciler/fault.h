@@ -1,0 +1,26 @@
+/* fault: failure and crash injection for tests of the control loop.
+ *
+ * Enabled only with the fake driver.  BANGER_FAULTS holds a comma list of
+ *   crash:POINT        the daemon kills itself with SIGKILL at POINT
+ *   fail:POINT[*N]     the step at POINT fails (N times; forever without *N)
+ *   die:start          fake VMs exit with status 1 right after they start
+ * POINT is "<action>.<before|mid|after>", e.g. "prepare.mid", "start.after",
+ * "create-record.after", "forget.before".  An optional "@NAME" suffix on
+ * POINT limits the fault to one sandbox.
+ */
+#ifndef BANGER_FAULT_H
+#define BANGER_FAULT_H
+
+#include <stdbool.h>
+
+struct bg_err;
+
+/* Parse spec (NULL or empty: no faults).  Returns -EINVAL on bad syntax. */
+int fault_configure(const char *spec, struct bg_err **err);
+/* At POINT for sandbox name: crash, fail (returns negative with err set)
+ * or return 0. */
+int fault_hit(const char *point, const char *name, struct bg_err **err);
+/* Whether a bare flag fault (like "die:start") is configured for name. */
+bool fault_flag(const char *what, const char *name);
+
+#endif

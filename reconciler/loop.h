@@ -1,0 +1,55 @@
+/* loop: the control loop.  The only actor in bangerd.
+ *
+ * Events (inotify on the sandboxes folder, the resync timer, start-up)
+ * only mark names dirty.  Worker threads take dirty names one at a time
+ * per name, several names in parallel, and reconcile each: read desired
+ * (index) and observed (store record + driver probe), ask plan_next() for
+ * the next step, record intent, execute, record the result, repeat until
+ * converged.  A periodic resync re-checks every name and runs a garbage
+ * collection pass that removes driver objects and allocations no record
+ * claims.  See docs/architecture.md.
+ */
+#ifndef BANGER_LOOP_H
+#define BANGER_LOOP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+struct bg_err;
+struct bg_config;
+struct driver;
+struct hub;
+struct loop;
+struct store;
+
+struct loop_config {
+        const char *sandboxes_dir;
+        const struct bg_config *cfg;
+        struct store *store;
+        struct driver *driver;
+        struct hub *hub;
+        int workers;          /* worker threads, >= 1 */
+        int resync_ms;        /* full re-check and GC period */
+};
+
+int loop_new(const struct loop_config *c, struct loop **out, struct bg_err **err);
+/* Stops workers (finishing their current step) and frees. */
+void loop_free(struct loop *l);
+
+/* Scan the folder, queue every name, run a GC pass, start the workers. */
+int loop_start(struct loop *l, struct bg_err **err);
+/* Serve until stop_fd is readable (a signalfd or eventfd): inotify,
+ * resync timer, delayed retries.  Returns 0 on a clean stop. */
+int loop_run(struct loop *l, int stop_fd, struct bg_err **err);
+
+/* Queue every known name (desired and recorded) and run GC now. */
+void loop_resync(struct loop *l);
+/* Block until no name is queued or being reconciled, or timeout_ms passes.
+ * Returns true when idle. */
+bool loop_wait_idle(struct loop *l, int timeout_ms);
+
+/* For the API (api_source callbacks): new JSON values. */
+json_t *loop_list_sandboxes(void *loop);
+json_t *loop_get_sandbox(void *loop, const char *name);
+
+#endif

@@ -1,0 +1,251 @@
+/* bangerd: the daemon.  Wires paths, config, store, driver, control loop
+ * and API together, then serves until SIGTERM/SIGINT.  Stopping bangerd
+ * never stops VMs: a restarted bangerd adopts what is running. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "config.h"
+#include "driver.h"
+#include "err.h"
+#include "fault.h"
+#include "hub.h"
+#include "log.h"
+#include "loop.h"
+#include "paths.h"
+#include "store.h"
+#include "util.h"
+#include "version.h"
+
+static const char usage[] =
+        "usage: bangerd [--root DIR] [--foreground] [--driver fake|qemu|firecracker]\n"
+        "               [--workers N] [--resync SECONDS] [--log-level LEVEL]\n"
+        "\n"
+        "The banger daemon: watches the sandboxes folder and converges every spec.\n"
+        "  --root DIR        keep config, specs, state, cache and socket under DIR\n"
+        "                    (also BANGER_ROOT)\n"
+        "  --foreground      stay attached and log to stderr (default: detach, log to syslog)\n"
+        "  --driver NAME     hypervisor driver (default fake until qemu/firecracker land)\n"
+        "  --workers N       sandboxes reconciled in parallel (default 4)\n"
+        "  --resync SECONDS  full re-check and garbage collection period (default 10)\n"
+        "  --log-level L     debug, info, warn or error (default from config, else info)\n";
+
+struct opts {
+        const char *root;
+        bool foreground;
+        const char *driver;
+        int workers;
+        double resync_s;
+        const char *log_level;
+};
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+        static const struct option longopts[] = {
+                { "root", required_argument, NULL, 'r' },
+                { "foreground", no_argument, NULL, 'f' },
+                { "driver", required_argument, NULL, 'd' },
+                { "workers", required_argument, NULL, 'w' },
+                { "resync", required_argument, NULL, 's' },
+                { "log-level", required_argument, NULL, 'l' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                { NULL, 0, NULL, 0 },
+        };
+        *o = (struct opts){ .driver = "fake", .workers = 4, .resync_s = 10 };
+        int c;
+        while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+                char *end = NULL;
+                switch (c) {
+                case 'r': o->root = optarg; break;
+                case 'f': o->foreground = true; break;
+                case 'd': o->driver = optarg; break;
+                case 'w':
+                        o->workers = (int)strtol(optarg, &end, 10);
+                        if (!*optarg || *end || o->workers < 1 || o->workers > 64) {
+                                fprintf(stderr, "bangerd: --workers wants 1..64\n");
+                                return 2;
+                        }
+                        break;
+                case 's':
+                        o->resync_s = strtod(optarg, &end);
+                        if (!*optarg || *end || o->resync_s < 0.05 || o->resync_s > 86400) {
+                                fprintf(stderr, "bangerd: --resync wants seconds between 0.05 and 86400\n");
+                                return 2;
+                        }
+                        break;
+                case 'l': o->log_level = optarg; break;
+                case 'h': fputs(usage, stdout); exit(0);
+                case 'V': printf("bangerd %s\n", BANGER_VERSION); exit(0);
+                default: fputs(usage, stderr); return 2;
+                }
+        }
+        if (optind != argc) {
+                fprintf(stderr, "bangerd: unexpected argument '%s'\n%s", argv[optind], usage);
+                return 2;
+        }
+        return 0;
+}
+
+static int make_driver(const char *name, const struct bg_paths *p, struct driver **out, struct bg_err **err)
+{
+        if (strcmp(name, "fake") == 0) {
+                if (fault_configure(getenv("BANGER_FAULTS"), err) < 0)
+                        return bg_error_wrap(err, "BANGER_FAULTS");
+                return driver_fake_new(p->state_dir, p->run_dir, out, err);
+        }
+        if (strcmp(name, "qemu") == 0 || strcmp(name, "firecracker") == 0)
+                return bg_error(err, ENOSYS, "driver '%s' is not yet built in this version; use --driver fake", name);
+        return bg_error(err, EINVAL, "unknown driver '%s' (want fake, qemu or firecracker)", name);
+}
+
+/* One bangerd per state folder: a second one would fight the first. */
+static int lock_state(const char *state_dir, int *fd, struct bg_err **err)
+{
+        _cleanup_free_ char *path = xasprintf("%s/bangerd.lock", state_dir);
+        int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (f < 0)
+                return bg_error(err, errno, "open '%s': %s", path, strerror(errno));
+        if (flock(f, LOCK_EX | LOCK_NB) < 0) {
+                int e = errno;
+                close(f);
+                if (e == EWOULDBLOCK)
+                        return bg_error(err, e, "another bangerd is using %s", state_dir);
+                return bg_error(err, e, "lock '%s': %s", path, strerror(e));
+        }
+        *fd = f;
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        struct opts o;
+        int rc = parse_opts(argc, argv, &o);
+        if (rc)
+                return rc;
+
+        struct bg_err *err = NULL;
+        struct bg_paths paths;
+        struct bg_config cfg = { 0 };
+        struct store *store = NULL;
+        struct driver *drv = NULL;
+        struct hub *hub = NULL;
+        struct loop *loop = NULL;
+        struct api *api = NULL;
+        int lock_fd = -1, sig_fd = -1;
+        _cleanup_free_ char *db = NULL;
+        rc = 1;
+
+        if (paths_init(&paths, o.root, &err) < 0)
+                goto out;
+        if (mkdir_p(paths.state_dir, 0700, &err) < 0 || mkdir_p(paths.run_dir, 0755, &err) < 0 ||
+            mkdir_p(paths.cache_dir, 0700, &err) < 0 || mkdir_p(paths.sandboxes_dir, 0755, &err) < 0)
+                goto out;
+        if (config_load(paths.config_file, &cfg, &err) < 0)
+                goto out;
+        const char *lvl = o.log_level ? o.log_level : cfg.log_level;
+        if (lvl) {
+                int l = log_level_parse(lvl);
+                if (l < 0) {
+                        bg_error(&err, EINVAL, "unknown log level '%s'", lvl);
+                        goto out;
+                }
+                log_threshold = (enum log_level)l;
+        }
+        if (lock_state(paths.state_dir, &lock_fd, &err) < 0)
+                goto out;
+        if (make_driver(o.driver, &paths, &drv, &err) < 0)
+                goto out;
+        db = xasprintf("%s/db", paths.state_dir);
+        if (store_open(db, &store, &err) < 0)
+                goto out;
+
+        struct store_txn *t = NULL;
+        uint64_t last_seq = 0;
+        if (store_txn_begin(store, false, &t, &err) < 0)
+                goto out;
+        store_event_last_seq(t, &last_seq, NULL);
+        store_txn_abort(t);
+        hub = hub_new(last_seq);
+
+        /* Signals are read from a signalfd by the main loop; block them
+         * before any thread starts so every thread inherits the mask. */
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        sig_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+        if (sig_fd < 0) {
+                bg_error(&err, errno, "signalfd: %s", strerror(errno));
+                goto out;
+        }
+
+        struct loop_config lc = {
+                .sandboxes_dir = paths.sandboxes_dir,
+                .cfg = &cfg,
+                .store = store,
+                .driver = drv,
+                .hub = hub,
+                .workers = o.workers,
+                .resync_ms = (int)(o.resync_s * 1000),
+        };
+        if (loop_new(&lc, &loop, &err) < 0)
+                goto out;
+        struct api_source src = {
+                .arg = loop,
+                .list_sandboxes = loop_list_sandboxes,
+                .get_sandbox = loop_get_sandbox,
+                .store = store,
+                .hub = hub,
+                .driver = drv->ops->name,
+        };
+        /* Detach before the API starts its threads: fork keeps only one. */
+        if (!o.foreground) {
+                if (daemon(1, 0) < 0) {
+                        bg_error(&err, errno, "daemon: %s", strerror(errno));
+                        goto out;
+                }
+                log_use_syslog("bangerd");
+        }
+        if (api_start(paths.socket, &src, &api, &err) < 0)
+                goto out;
+        log_info("bangerd %s started root=%s driver=%s socket=%s", BANGER_VERSION,
+                 paths.root ? paths.root : "(installed)", drv->ops->name, paths.socket);
+        if (loop_start(loop, &err) < 0)
+                goto out;
+        if (loop_run(loop, sig_fd, &err) < 0)
+                goto out;
+        log_info("bangerd stopping; vms keep running");
+        rc = 0;
+out:
+        if (err) {
+                fprintf(stderr, "bangerd: %s\n", bg_err_msg(err));
+                bg_err_free(err);
+        }
+        if (hub)
+                hub_close(hub);
+        if (api)
+                api_stop(api);
+        loop_free(loop);
+        hub_free(hub);
+        store_close(store);
+        if (drv)
+                drv->ops->free(drv);
+        config_release(&cfg);
+        paths_release(&paths);
+        if (sig_fd >= 0)
+                close(sig_fd);
+        if (lock_fd >= 0)
+                close(lock_fd);
+        return rc;
+}
