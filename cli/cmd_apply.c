@@ -267,6 +267,33 @@ out:
         return rc;
 }
 
+/* Validate against the folder too (reading it is harmless), write nothing. */
+static int dry_run(struct cli *cli, const struct input *in)
+{
+        struct folder folder;
+        struct bg_err *err = NULL;
+        int rc = EXIT_OK;
+        if (folder_load(&folder, cli->paths.sandboxes_dir, &err) < 0) {
+                cli_error("%s", bg_err_msg(err));
+                bg_err_free(err);
+                folder_release(&folder);
+                return EXIT_ERR;
+        }
+        for (size_t i = 0; i < in->n_docs; i++) {
+                const char *name = in->docs[i].doc->spec->name;
+                if (folder_check_put(&folder, name, NULL, &err) < 0) {
+                        cli_error("%s", bg_err_msg(err));
+                        bg_err_free(err);
+                        err = NULL;
+                        rc = EXIT_ERR;
+                        continue;
+                }
+                printf("sandbox/%s valid (dry run)\n", name);
+        }
+        folder_release(&folder);
+        return rc;
+}
+
 int cmd_apply(struct cli *cli, int argc, char **argv)
 {
         enum { OPT_NO_WAIT = 256, OPT_TIMEOUT, OPT_DRY_RUN, OPT_RECREATE };
@@ -321,8 +348,7 @@ int cmd_apply(struct cli *cli, int argc, char **argv)
                 cli_error("%zu problem%s found; nothing written", problems, problems == 1 ? "" : "s");
                 rc = EXIT_ERR;
         } else if (o.dry_run) {
-                for (size_t i = 0; i < in.n_docs; i++)
-                        printf("sandbox/%s valid (dry run)\n", in.docs[i].doc->spec->name);
+                rc = dry_run(cli, &in);
         } else {
                 rc = apply_docs(cli, &o, &in);
         }

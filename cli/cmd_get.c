@@ -249,17 +249,18 @@ static int run_get(struct cli *cli, const struct get_opts *o)
                 }
                 if (o->name && o->watch)
                         row_changed(&w, t.cells[N_COLS], &t.cells[N_COLS]);
+                size_t *widths = table_widths(&t);
+                if (o->watch && widths[1] < PHASE_WIDTH)   /* rows to come: "Deleting" */
+                        widths[1] = PHASE_WIDTH;
                 if (t.n_rows > 1) {
-                        table_print(stdout, &t);
+                        for (size_t r = 0; r < t.n_rows; r++)
+                                table_print_row(stdout, (const char *const *)&t.cells[r * N_COLS], N_COLS, widths);
                         w.header_done = true;
                 } else if (!o->watch) {
                         fprintf(stderr, "no sandboxes found\n");
                 }
-                size_t *widths = table_widths(&t);
                 memcpy(w.widths, widths, sizeof w.widths);
                 free(widths);
-                if (w.widths[1] < PHASE_WIDTH)   /* rows to come: "Deleting" */
-                        w.widths[1] = PHASE_WIDTH;
                 table_release(&t);
         }
         fflush(stdout);

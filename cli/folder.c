@@ -238,7 +238,7 @@ int folder_put(struct folder *f, const char *name, const char *raw, bool *change
 {
         _cleanup_free_ char *target = NULL;
         *changed = false;
-        if (folder_check_put(f, name, &target, err) < 0)
+        if (folder_check_put(f, name, &target, err) < 0 || !target)
                 return -EINVAL;
 
         const struct spec_file *sf = find_file(f, target, NULL);

@@ -133,6 +133,7 @@ int main(int argc, char **argv)
         const char *root = NULL;
         int c;
 
+        argv[0] = (char *)"banger";   /* for getopt's messages */
         /* "+": stop at the command name; its options are its own. */
         while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
                 switch (c) {

@@ -145,6 +145,17 @@ bool spec_check_ref(struct yn_errs *e, const struct yn_node *n, const char *path
         return true;
 }
 
+/* Files cannot hold longer scalars (the reader refuses them); JSON could,
+ * so free-form strings are held to the same bound here. */
+static bool check_length(struct yn_errs *e, const struct yn_node *n, const char *path, const char *s)
+{
+        if (strlen(s) > SPEC_MAX_SCALAR) {
+                yn_err(e, n, path, "must be at most %d characters", SPEC_MAX_SCALAR);
+                return false;
+        }
+        return true;
+}
+
 static bool check_nonempty(struct yn_errs *e, const struct yn_node *n, const char *path, char **out)
 {
         const char *s = yn_want_str(e, n, path);
@@ -154,6 +165,8 @@ static bool check_nonempty(struct yn_errs *e, const struct yn_node *n, const cha
                 yn_err(e, n, path, "must not be empty");
                 return false;
         }
+        if (!check_length(e, n, path, s))
+                return false;
         free(*out);
         *out = xstrdup(s);
         return true;
@@ -283,7 +296,7 @@ static void check_sync_entry(struct yn_errs *e, const struct yn_node *m, const c
                         yn_err(e, v[1], p, "must start with \"~/\" or \"/root/\"");
                 else if (g && has_dotdot_component(g))
                         yn_err(e, v[1], p, "must not contain '..' components");
-                else if (g)
+                else if (g && check_length(e, v[1], p, g))
                         fs->guest = xstrdup(g);
         }
         if (v[2] && !v[2]->poison) {

@@ -13,8 +13,8 @@
 #include "spec_internal.h"
 #include "util.h"
 
-#define MIB (1024ULL * 1024ULL)
-#define GIB (1024ULL * MIB)
+#define MIB ((uint64_t)1024 * 1024)
+#define GIB (1024 * MIB)
 
 /* ---- sizes ---- */
 

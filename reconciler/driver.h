@@ -20,7 +20,8 @@ struct bg_spec;
 struct driver_vm {
         const char *name;             /* metadata.name */
         const char *id;               /* record id: the ownership mark */
-        const struct bg_spec *spec;   /* resolved spec: vcpu/memory/disk filled in */
+        const struct bg_spec *spec;   /* resolved spec (vcpu/memory/disk filled in); set for
+                                         prepare and start, may be NULL for the others */
         json_t *handles;              /* driver-owned JSON object; drivers may add keys.
                                          The loop stores it after each call. */
 };

@@ -22,6 +22,7 @@
 #include "err.h"
 #include "fault.h"
 #include "spec.h"
+#include "strmap.h"
 #include "util.h"
 
 struct fake {
@@ -73,13 +74,19 @@ static int fake_prepare(struct driver *d, struct driver_vm *vm, struct bg_err **
         return 0;
 }
 
-/* Read the VM file: 1 running, 0 exited (status in *status), -ENOENT absent. */
+#define RUNNING_TEXT "running\n"
+
+/* Read the VM file: 1 running, 0 exited (status in *status), -ENOENT absent.
+ * One stat answers the common case: only "running\n" has that size. */
 static int read_vm(struct fake *f, const char *id, int *status)
 {
         _cleanup_free_ char *path = vm_file(f, id);
-        _cleanup_free_ char *buf = NULL;
-        if (read_file_limited(path, 256, &buf, NULL, NULL) < 0)
+        struct stat st;
+        if (stat(path, &st) < 0)
                 return -ENOENT;
+        _cleanup_free_ char *buf = NULL;
+        if (st.st_size == (off_t)strlen(RUNNING_TEXT) || read_file_limited(path, 256, &buf, NULL, NULL) < 0)
+                return st.st_size == (off_t)strlen(RUNNING_TEXT) ? 1 : -ENOENT;
         if (str_has_prefix(buf, "running"))
                 return 1;
         *status = 1;
@@ -101,7 +108,7 @@ static int fake_start(struct driver *d, struct driver_vm *vm, struct bg_err **er
         if (mkdir_p(f->vm_root, 0700, err) < 0)
                 return bg_error_wrap(err, "fake start");
         _cleanup_free_ char *path = vm_file(f, vm->id);
-        const char *content = fault_flag("start", vm->name) ? "exited 1\n" : "running\n";
+        const char *content = fault_flag("start", vm->name) ? "exited 1\n" : RUNNING_TEXT;
         if (write_file_atomic(path, content, strlen(content), 0600, err) < 0)
                 return bg_error_wrap(err, "fake start");
         POINT("start", "mid", vm);
@@ -174,33 +181,36 @@ static int fake_cleanup(struct driver *d, struct driver_vm *vm, struct bg_err **
         return 0;
 }
 
-static void add_id(char ***ids, size_t *n, const char *id)
+struct id_set {
+        struct strmap *seen;
+        char **ids;
+        size_t n;
+};
+
+static void add_id(struct id_set *set, const char *id)
 {
-        for (size_t i = 0; i < *n; i++)
-                if (strcmp((*ids)[i], id) == 0)
-                        return;
-        *ids = xreallocarray(*ids, *n + 1, sizeof **ids);
-        (*ids)[(*n)++] = xstrdup(id);
+        if (strmap_get(set->seen, id))
+                return;
+        strmap_put(set->seen, id, (void *)1);
+        set->ids = xreallocarray(set->ids, set->n + 1, sizeof *set->ids);
+        set->ids[set->n++] = xstrdup(id);
 }
 
-static int scan(const char *dir, const char *suffix, char ***ids, size_t *n)
+static int scan(const char *dir, const char *suffix, struct id_set *set)
 {
         DIR *dp = opendir(dir);
         if (!dp)
                 return errno == ENOENT ? 0 : -errno;
         struct dirent *de;
+        size_t want = 16 + strlen(suffix);
         while ((de = readdir(dp))) {
-                if (de->d_name[0] == '.')
-                        continue;
                 char id[17];
-                size_t len = strlen(de->d_name);
-                size_t want = 16 + strlen(suffix);
-                if (len != want || !str_has_suffix(de->d_name, suffix))
+                if (strlen(de->d_name) != want || !str_has_suffix(de->d_name, suffix))
                         continue;
                 memcpy(id, de->d_name, 16);
                 id[16] = '\0';
                 if (id_valid(id))
-                        add_id(ids, n, id);
+                        add_id(set, id);
         }
         closedir(dp);
         return 0;
@@ -209,11 +219,13 @@ static int scan(const char *dir, const char *suffix, char ***ids, size_t *n)
 static int fake_list_owned(struct driver *d, char ***ids, size_t *n, struct bg_err **err)
 {
         struct fake *f = F(d);
-        *ids = NULL;
-        *n = 0;
-        int r = scan(f->disk_root, "", ids, n);
+        struct id_set set = { strmap_new(), NULL, 0 };
+        int r = scan(f->disk_root, "", &set);
         if (r == 0)
-                r = scan(f->vm_root, ".vm", ids, n);
+                r = scan(f->vm_root, ".vm", &set);
+        strmap_free(set.seen);
+        *ids = set.ids;
+        *n = set.n;
         if (r < 0)
                 return bg_error(err, -r, "fake: list owned objects: %s", strerror(-r));
         return 0;

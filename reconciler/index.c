@@ -9,6 +9,7 @@
 
 struct file_entry {
         struct spec_file *parsed;
+        uint64_t *hashes;          /* spec_hash of each valid document, computed once */
         char **names;
         size_t n_names;
 };
@@ -70,6 +71,7 @@ static void free_file(const char *k, void *v, void *arg)
         (void)arg;
         struct file_entry *fe = v;
         spec_file_free(fe->parsed);
+        free(fe->hashes);
         strv_free(fe->names, fe->n_names);
         free(fe);
 }
@@ -159,6 +161,10 @@ void index_update_file(struct index *ix, const char *path, struct spec_file *par
 
         struct file_entry *fe = xcalloc(1, sizeof *fe);
         fe->parsed = parsed;
+        fe->hashes = xcalloc(parsed->n_docs ? parsed->n_docs : 1, sizeof *fe->hashes);
+        for (size_t i = 0; i < parsed->n_docs; i++)
+                if (parsed->docs[i].spec)
+                        fe->hashes[i] = spec_hash(parsed->docs[i].spec);
         fe->names = names;
         fe->n_names = n_names;
         strmap_put(ix->files, path, fe);
@@ -225,6 +231,7 @@ struct desired *index_get(const struct index *ix, const char *name)
                 strv_add(&d->files, &d->n_files, ne->files[i]);
 
         const struct spec_doc *only = NULL;
+        uint64_t only_hash = 0;
         size_t claims = 0;
         for (size_t i = 0; i < ne->n_files; i++) {
                 const struct file_entry *fe = strmap_get(ix->files, ne->files[i]);
@@ -233,6 +240,7 @@ struct desired *index_get(const struct index *ix, const char *name)
                         const struct spec_doc *doc = &fe->parsed->docs[j];
                         if (doc->name && strcmp(doc->name, name) == 0) {
                                 only = doc;
+                                only_hash = fe->hashes[j];
                                 claims++;
                                 found = true;
                         }
@@ -260,11 +268,42 @@ struct desired *index_get(const struct index *ix, const char *name)
         const struct file_entry *fe = strmap_get(ix->files, ne->files[0]);
         if (only && only->spec && fe->parsed->n_errors == 0) {
                 d->spec = spec_dup(only->spec);
-                d->hash = spec_hash(d->spec);
+                d->hash = only_hash;
                 return d;
         }
         add_file_errors(d, fe->parsed, name);
         return d;
+}
+
+void index_peek(const struct index *ix, const char *name, struct desired_peek *out)
+{
+        memset(out, 0, sizeof *out);
+        const struct name_entry *ne = strmap_get(ix->names, name);
+        if (!ne)
+                return;
+        out->claimed = true;
+        if (ne->n_files != 1)
+                return;
+        const struct file_entry *fe = strmap_get(ix->files, ne->files[0]);
+        if (fe->parsed->n_errors)
+                return;
+        const struct spec_doc *only = NULL;
+        uint64_t hash = 0;
+        for (size_t j = 0; j < fe->parsed->n_docs; j++) {
+                const struct spec_doc *doc = &fe->parsed->docs[j];
+                if (doc->name && strcmp(doc->name, name) == 0) {
+                        if (only)
+                                return;   /* claimed twice in one file */
+                        only = doc;
+                        hash = fe->hashes[j];
+                }
+        }
+        if (!only || !only->spec)
+                return;
+        out->valid = true;
+        out->hash = hash;
+        out->state = only->spec->state;
+        out->restart = only->spec->restart;
 }
 
 void desired_free(struct desired *d)

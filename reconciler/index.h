@@ -15,6 +15,7 @@
 #ifndef BANGER_INDEX_H
 #define BANGER_INDEX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,16 @@ void index_update_file(struct index *ix, const char *path, struct spec_file *par
 /* Copy of name's desired state, or NULL when no file claims it. */
 struct desired *index_get(const struct index *ix, const char *name);
 void desired_free(struct desired *d);
+
+/* A cheap look at name's desired state, no copies: for the resync pass. */
+struct desired_peek {
+        bool claimed;             /* some file claims the name */
+        bool valid;               /* exactly one valid claim: the fields below are set */
+        uint64_t hash;
+        enum spec_state state;
+        enum spec_restart restart;
+};
+void index_peek(const struct index *ix, const char *name, struct desired_peek *out);
 
 /* Every claimed name. */
 void index_foreach_name(const struct index *ix, void (*cb)(const char *name, void *arg), void *arg);

@@ -182,6 +182,16 @@ def test_dry_run_reads_every_yaml_in_a_folder_and_multi_document_files(tmp_path)
     ]
 
 
+def test_dry_run_refuses_to_overwrite_a_file_of_another_sandbox(tmp_path):
+    sandboxes(tmp_path).mkdir(parents=True)
+    (sandboxes(tmp_path) / "web.yaml").write_text(SECOND)   # declares "api"
+    before = snapshot(tmp_path)
+    r = run("apply", "-f", "-", "--dry-run", root=tmp_path, stdin=GOOD)
+    assert r.returncode == 1
+    assert 'declares sandbox "api"' in r.stderr
+    assert snapshot(tmp_path) == before
+
+
 def test_dry_run_from_stdin(tmp_path):
     r = run("apply", "-f", "-", "--dry-run", root=tmp_path, stdin=GOOD)
     assert r.returncode == 0, r

@@ -55,13 +55,16 @@ def test_image_change_recreates_with_fresh_disk(daemon):
     daemon.write_spec("web.yaml", spec("web", image="alpha"))
     first = daemon.wait_converged("web")
     disk = daemon.root / "state" / "fake" / first["metadata"]["id"] / "disk"
-    marker = disk.stat().st_ino
+    with open(disk, "r+b") as f:
+        f.write(b"old data")
     daemon.write_spec("web.yaml", spec("web", image="beta"))
     wait_for(lambda: daemon.sandbox("web")["spec"]["image"] == "beta"
              and daemon.sandbox("web")["status"]["phase"] == "Running"
              and daemon.sandbox("web")["status"]["specHash"] == daemon.sandbox("web")["status"]["desiredHash"],
              what="recreated")
-    assert disk.exists() and disk.stat().st_ino != marker
+    with open(disk, "rb") as f:
+        assert f.read(8) == bytes(8), "a fresh disk, not the old one"
+
 
 
 def test_deleted_file_removes_sandbox_and_every_object(daemon):

@@ -1,0 +1,507 @@
+/* converge: bring one sandbox to its desired state, one planned step at a
+ * time.
+ *
+ * A worker owns a name for the whole call (the queue guarantees one worker
+ * per name), so the record it read at the start stays authoritative in
+ * memory: it is written back when a step needs its intent recorded (every
+ * phase change, a new record, a spec update, deletion) and otherwise once
+ * at the end.  Results that are not yet written (a finished prepare, a
+ * cleanup) are safe to lose in a crash because every driver step is
+ * idempotent and is simply redone.  Anything a driver needs to find its
+ * objects again (a VMM's pid and start time) is saved with the phase change
+ * that follows the step.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "driver.h"
+#include "err.h"
+#include "fault.h"
+#include "hub.h"
+#include "index.h"
+#include "log.h"
+#include "loop_internal.h"
+#include "plan.h"
+#include "store.h"
+#include "util.h"
+#include "vmdefaults.h"
+
+#define BACKOFF_BASE_MS 500
+#define BACKOFF_CAP_MS 30000
+#define STABLE_MS 60000          /* running this long forgets past failures */
+#define STOP_TIMEOUT_MS 10000
+#define MAX_STEPS 32             /* per call; plan converges in far fewer */
+
+/* ---- events and records ---- */
+
+static void publish(struct loop *l, uint64_t seq)
+{
+        if (seq)
+                hub_publish(l->c.hub, seq);
+}
+
+static json_t *event_new(const char *name, const char *id, const char *type, const char *phase, const char *msg)
+{
+        char t[40];
+        format_time_ms(now_wall_ms(), t, sizeof t);
+        json_t *ev = json_pack("{s:s, s:s}", "time", t, "type", type);
+        if (name)
+                json_object_set_new(ev, "name", json_string(name));
+        if (id)
+                json_object_set_new(ev, "id", json_string(id));
+        if (phase)
+                json_object_set_new(ev, "phase", json_string(phase));
+        json_object_set_new(ev, "message", json_string(msg ? msg : ""));
+        return ev;
+}
+
+void loop_emit(struct loop *l, const char *name, const char *id, const char *type, const char *phase,
+               const char *msg)
+{
+        struct bg_err *err = NULL;
+        struct store_txn *t = NULL;
+        uint64_t seq = 0;
+        json_t *ev = event_new(name, id, type, phase, msg);
+        if (store_txn_begin(l->c.store, true, &t, &err) == 0) {
+                if (store_event_append(t, ev, &seq, &err) == 0)
+                        store_txn_commit(t, &err);
+                else
+                        store_txn_abort(t);
+        }
+        if (err)
+                log_error("event not stored: %s", bg_err_msg(err));
+        else
+                publish(l, seq);
+        bg_err_free(err);
+        json_decref(ev);
+}
+
+int loop_read_record(struct loop *l, const char *name, struct store_record *r, bool *found)
+{
+        struct store_txn *t = NULL;
+        struct bg_err *err = NULL;
+        *found = false;
+        if (store_txn_begin(l->c.store, false, &t, &err) < 0)
+                goto fail;
+        int rc = store_record_get(t, name, r, &err);
+        store_txn_abort(t);
+        if (rc == -ENOENT)
+                return 0;
+        if (rc < 0)
+                goto fail;
+        *found = true;
+        return 0;
+fail:
+        log_error("read record name=%s: %s", name, bg_err_msg(err));
+        bg_err_free(err);
+        return -EIO;
+}
+
+/* What one call works with.  rec is authoritative while the call runs. */
+struct work {
+        struct loop *l;
+        const char *name;
+        struct store_record rec;
+        bool has_rec;
+        bool dirty;                 /* rec differs from the store */
+        json_t *handles;            /* rec's driver handles, parsed */
+        struct bg_spec *applied;    /* rec's spec resolved for the driver; NULL until needed */
+        uint64_t applied_hash;      /* the spec_hash applied belongs to */
+        struct desired *d;          /* this step's desired state, NULL: no file claims the name */
+        struct bg_spec *want;       /* the desired spec (the record's when the file is invalid) */
+        uint64_t want_hash;
+        struct driver_probe probe;
+};
+
+/* Write rec, plus an event when type != NULL, in one transaction. */
+static int save(struct work *w, const char *type, const char *msg, struct bg_err **err)
+{
+        struct store_txn *t = NULL;
+        uint64_t seq = 0;
+        struct store_record *r = &w->rec;
+        free(r->handles_json);
+        r->handles_json = json_object_size(w->handles) ? json_dumps(w->handles, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (store_txn_begin(w->l->c.store, true, &t, err) < 0)
+                return -EIO;
+        if (store_record_put(t, r, err) < 0)
+                goto fail;
+        if (type) {
+                json_t *ev = event_new(r->name, r->id, type, phase_name(r->phase), msg);
+                int rc = store_event_append(t, ev, &seq, err);
+                json_decref(ev);
+                if (rc < 0)
+                        goto fail;
+        }
+        if (store_txn_commit(t, err) < 0)
+                return -EIO;
+        w->dirty = false;
+        publish(w->l, seq);
+        return 0;
+fail:
+        store_txn_abort(t);
+        return -EIO;
+}
+
+static void set_message(struct store_record *r, const char *msg)
+{
+        free(r->message);
+        r->message = msg && *msg ? xstrdup(msg) : NULL;
+}
+
+/* Record the phase a step moves into: the intent, committed before the step. */
+static int set_phase(struct work *w, enum bg_phase p, const char *why, struct bg_err **err)
+{
+        struct store_record *r = &w->rec;
+        if (r->phase == p)
+                return 0;
+        log_info("phase name=%s id=%s %s -> %s (%s)", r->name, r->id, phase_name(r->phase), phase_name(p), why);
+        r->phase = p;
+        r->phase_since_ms = now_wall_ms();
+        return save(w, "PhaseChanged", why, err);
+}
+
+static int64_t backoff_ms(uint32_t failures)
+{
+        int64_t ms = BACKOFF_BASE_MS;
+        for (uint32_t i = 1; i < failures && ms < BACKOFF_CAP_MS; i++)
+                ms *= 2;
+        return ms < BACKOFF_CAP_MS ? ms : BACKOFF_CAP_MS;
+}
+
+static struct bg_spec *record_spec(const struct store_record *r)
+{
+        if (!r->spec_json)
+                return NULL;
+        json_t *j = json_loads(r->spec_json, 0, NULL);
+        struct bg_spec *s = NULL;
+        struct bg_err *err = NULL;
+        if (!j || spec_from_json(j, &s, &err) < 0)
+                log_error("record spec unreadable name=%s: %s", r->name, bg_err_msg(err));
+        bg_err_free(err);
+        json_decref(j);
+        return s;
+}
+
+/* The record's spec with defaults resolved, parsed once per spec. */
+static const struct bg_spec *applied_spec(struct work *w)
+{
+        if (w->applied && w->applied_hash == w->rec.spec_hash)
+                return w->applied;
+        spec_free(w->applied);
+        w->applied = record_spec(&w->rec);
+        w->applied_hash = w->rec.spec_hash;
+        if (w->applied)
+                vmdefaults_resolve(w->l->c.cfg, w->applied, NULL);
+        return w->applied;
+}
+
+static struct driver_vm vm_of(struct work *w)
+{
+        return (struct driver_vm){ w->rec.name, w->rec.id, w->applied, w->handles };
+}
+
+static void load(struct work *w)
+{
+        if (loop_read_record(w->l, w->name, &w->rec, &w->has_rec) < 0)
+                return;
+        if (!w->has_rec)
+                return;
+        w->handles = w->rec.handles_json ? json_loads(w->rec.handles_json, 0, NULL) : NULL;
+        if (!json_is_object(w->handles)) {
+                json_decref(w->handles);
+                w->handles = json_object();
+        }
+}
+
+/* Refresh desired state and probe the VM for the next step. */
+static void observe(struct work *w)
+{
+        struct loop *l = w->l;
+        desired_free(w->d);
+        spec_free(w->want);
+        w->want = NULL;
+        pthread_mutex_lock(&l->mu);
+        w->d = index_get(l->ix, w->name);
+        pthread_mutex_unlock(&l->mu);
+        if (w->d && w->d->spec) {
+                w->want = spec_dup(w->d->spec);
+                w->want_hash = w->d->hash;
+        } else if (w->d && w->has_rec) {
+                w->want = record_spec(&w->rec);   /* invalid edit: keep the last valid spec */
+                w->want_hash = w->rec.spec_hash;
+        }
+        w->probe = (struct driver_probe){ VM_ABSENT, -1 };
+        if (!w->has_rec)
+                return;
+        struct driver_vm vm = vm_of(w);
+        struct bg_err *err = NULL;
+        if (l->c.driver->ops->probe(l->c.driver, &vm, &w->probe, &err) < 0) {
+                log_warn("probe name=%s: %s", w->name, bg_err_msg(err));
+                w->probe.vm = VM_ABSENT;
+        }
+        bg_err_free(err);
+}
+
+/* ---- steps ---- */
+
+static int do_create_record(struct work *w, struct bg_err **err)
+{
+        struct store_record *r = &w->rec;
+        memset(r, 0, sizeof *r);
+        snprintf(r->name, sizeof r->name, "%s", w->name);
+        store_new_id(r->id);
+        r->phase = PHASE_PENDING;
+        r->created_ms = r->phase_since_ms = now_wall_ms();
+        r->last_exit = -1;
+        json_t *j = spec_to_json(w->want);
+        r->spec_json = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(j);
+        r->spec_hash = w->want_hash;
+        w->has_rec = true;
+        json_decref(w->handles);
+        w->handles = json_object();
+        if (save(w, "PhaseChanged", "new sandbox", err) < 0)
+                return -EIO;
+        log_info("created record name=%s id=%s", r->name, r->id);
+        return fault_hit("create-record.after", r->name, err);
+}
+
+static char *describe_changes(const struct bg_spec *old, const struct bg_spec *new)
+{
+        struct spec_change *ch = NULL;
+        size_t n = 0;
+        char *msg = NULL;
+        if (old)
+                spec_diff(old, new, &ch, &n);
+        for (size_t i = 0; i < n && (!msg || strlen(msg) < 400); i++) {
+                char *part = xasprintf("%s%s %s -> %s", msg ? msg : "spec changed:", i ? "," : "", ch[i].field,
+                                       ch[i].new_value ? ch[i].new_value : "(unset)");
+                free(msg);
+                msg = part;
+        }
+        spec_changes_free(ch, n);
+        return msg ? msg : xstrdup("spec changed");
+}
+
+static int do_update_spec(struct work *w, struct bg_err **err)
+{
+        struct store_record *r = &w->rec;
+        struct bg_spec *old = record_spec(r);
+        _cleanup_free_ char *msg = describe_changes(old, w->want);
+        spec_free(old);
+        json_t *j = spec_to_json(w->want);
+        free(r->spec_json);
+        r->spec_json = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(j);
+        r->spec_hash = w->want_hash;
+        r->flags &= ~REC_GUEST_EXITED;
+        r->failures = 0;
+        r->backoff_until_ms = 0;
+        set_message(r, NULL);
+        if (save(w, "SpecChanged", msg, err) < 0)
+                return -EIO;
+        return fault_hit("update-spec.after", r->name, err);
+}
+
+static int do_forget(struct work *w, struct bg_err **err)
+{
+        struct store_record *r = &w->rec;
+        if (fault_hit("forget.before", r->name, err) < 0)
+                return -EIO;
+        struct store_txn *t = NULL;
+        uint64_t seq = 0;
+        if (store_txn_begin(w->l->c.store, true, &t, err) < 0)
+                return -EIO;
+        json_t *ev = event_new(r->name, r->id, "Deleted", NULL, "sandbox deleted");
+        int rc = store_alloc_release_owner(t, r->id, err);
+        if (rc == 0)
+                rc = store_record_del(t, r->name, err);
+        if (rc == 0)
+                rc = store_event_append(t, ev, &seq, err);
+        json_decref(ev);
+        if (rc < 0) {
+                store_txn_abort(t);
+                return -EIO;
+        }
+        if (store_txn_commit(t, err) < 0)
+                return -EIO;
+        publish(w->l, seq);
+        log_info("deleted name=%s id=%s", r->name, r->id);
+        store_record_release(r);
+        w->has_rec = false;
+        w->dirty = false;
+        return 0;
+}
+
+static int execute(struct work *w, const struct plan_step *s, struct bg_err **err)
+{
+        struct driver *drv = w->l->c.driver;
+        struct store_record *r = &w->rec;
+        if (s->action == PLAN_CREATE_RECORD)
+                return do_create_record(w, err);
+        if (set_phase(w, s->phase, s->reason, err) < 0)
+                return -EIO;
+        if (s->action == PLAN_PREPARE || s->action == PLAN_START || s->action == PLAN_RESTART) {
+                if (!applied_spec(w))
+                        return bg_error(err, EINVAL, "applied spec of '%s' is unreadable", r->name);
+        }
+        struct driver_vm vm = vm_of(w);
+
+        switch (s->action) {
+        case PLAN_UPDATE_SPEC:
+                return do_update_spec(w, err);
+        case PLAN_PREPARE:
+                if (drv->ops->prepare(drv, &vm, err) < 0)
+                        return bg_error_wrap(err, "prepare");
+                r->flags |= REC_PREPARED;
+                w->dirty = true;
+                return 0;
+        case PLAN_RESTART:
+                r->restarts++;
+                r->failures++;
+                r->backoff_until_ms = now_wall_ms() + backoff_ms(r->failures);
+                if (save(w, "Restarted", s->reason, err) < 0)
+                        return -EIO;
+                /* fall through */
+        case PLAN_START:
+                if (drv->ops->start(drv, &vm, err) < 0)
+                        return bg_error_wrap(err, "start");
+                r->last_exit = -1;
+                r->flags &= ~REC_GUEST_EXITED;
+                set_message(r, NULL);
+                w->dirty = true;
+                return set_phase(w, PHASE_RUNNING, "vm started", err);
+        case PLAN_STOP:
+                if (drv->ops->stop(drv, &vm, STOP_TIMEOUT_MS, err) < 0)
+                        return bg_error_wrap(err, "stop");
+                w->dirty = true;
+                if (r->phase == PHASE_DELETING)
+                        return 0;
+                return set_phase(w, PHASE_STOPPED, "vm stopped", err);
+        case PLAN_CLEANUP:
+                if (drv->ops->cleanup(drv, &vm, err) < 0)
+                        return bg_error_wrap(err, "cleanup");
+                r->flags &= ~REC_PREPARED;
+                json_object_clear(w->handles);
+                w->dirty = true;
+                return 0;
+        case PLAN_FORGET:
+                return do_forget(w, err);
+        case PLAN_SET_PHASE:
+                if (s->guest_exited) {
+                        r->flags |= REC_GUEST_EXITED;
+                        r->last_exit = w->probe.exit_status;
+                        set_message(r, s->reason);
+                        return save(w, NULL, NULL, err);
+                }
+                return 0;
+        case PLAN_NONE:
+        case PLAN_WAIT:
+        case PLAN_CREATE_RECORD:
+                return 0;
+        }
+        return 0;
+}
+
+/* A step failed: count it, back off, say why. */
+static void record_failure(struct work *w, const struct plan_step *s, struct bg_err *e)
+{
+        struct store_record *r = &w->rec;
+        log_warn("action failed name=%s action=%s: %s", w->name, plan_action_name(s->action), bg_err_msg(e));
+        if (!w->has_rec) {
+                loop_requeue_after(w->l, w->name, backoff_ms(1));
+                return;
+        }
+        r->failures++;
+        r->backoff_until_ms = now_wall_ms() + backoff_ms(r->failures);
+        set_message(r, bg_err_msg(e));
+        if (r->phase != PHASE_DELETING) {
+                r->phase = PHASE_FAILED;
+                r->phase_since_ms = now_wall_ms();
+        }
+        struct bg_err *err = NULL;
+        if (save(w, "ActionFailed", bg_err_msg(e), &err) < 0)
+                log_error("record failure name=%s: %s", r->name, bg_err_msg(err));
+        bg_err_free(err);
+        loop_requeue_after(w->l, w->name, backoff_ms(r->failures));
+}
+
+static struct plan_input plan_input_of(struct work *w)
+{
+        struct plan_input in = {
+                .has_desired = w->want != NULL,
+                .want = w->want ? w->want->state : SPEC_STATE_RUNNING,
+                .restart = w->want ? w->want->restart : SPEC_RESTART_ON_FAILURE,
+                .has_record = w->has_rec,
+                .phase = w->rec.phase,
+                .flags = w->rec.flags,
+                .vm = w->probe.vm,
+                .now_ms = now_wall_ms(),
+                .backoff_until_ms = w->rec.backoff_until_ms,
+        };
+        if (w->has_rec && w->want && w->rec.spec_hash != w->want_hash) {
+                struct bg_spec *old = record_spec(&w->rec);
+                struct spec_change *ch = NULL;
+                size_t n = 0;
+                in.spec_changed = true;
+                in.impact = SPEC_IMPACT_RECREATE;   /* unreadable old spec: start over */
+                if (old) {
+                        spec_diff(old, w->want, &ch, &n);
+                        in.impact = spec_changes_impact(ch, n);
+                }
+                spec_changes_free(ch, n);
+                spec_free(old);
+        }
+        return in;
+}
+
+void converge(struct loop *l, const char *name)
+{
+        struct work w = { .l = l, .name = name };
+        load(&w);
+        int i;
+        for (i = 0; i < MAX_STEPS; i++) {
+                observe(&w);
+                struct plan_input in = plan_input_of(&w);
+                struct plan_step s = plan_next(&in);
+                log_debug("plan name=%s phase=%s vm=%d -> %s", name, phase_name(in.phase), (int)in.vm,
+                          plan_action_name(s.action));
+                if (s.action == PLAN_NONE) {
+                        /* A sandbox that has been fine for a while forgets its failures. */
+                        struct store_record *r = &w.rec;
+                        if (w.has_rec && r->failures && in.now_ms - r->phase_since_ms > STABLE_MS &&
+                            (r->phase == PHASE_RUNNING || r->phase == PHASE_STOPPED)) {
+                                r->failures = 0;
+                                r->backoff_until_ms = 0;
+                                w.dirty = true;
+                        }
+                        break;
+                }
+                if (s.action == PLAN_WAIT) {
+                        loop_requeue_after(l, name, w.rec.backoff_until_ms - in.now_ms);
+                        break;
+                }
+                struct bg_err *err = NULL;
+                if (execute(&w, &s, &err) < 0) {
+                        record_failure(&w, &s, err);
+                        bg_err_free(err);
+                        break;
+                }
+        }
+        if (i == MAX_STEPS) {
+                log_error("reconcile name=%s did not converge in %d steps", name, MAX_STEPS);
+                loop_requeue_after(l, name, BACKOFF_CAP_MS);
+        }
+        if (w.has_rec && w.dirty) {
+                struct bg_err *err = NULL;
+                if (save(&w, NULL, NULL, &err) < 0)
+                        log_error("save name=%s: %s", name, bg_err_msg(err));
+                bg_err_free(err);
+        }
+        desired_free(w.d);
+        spec_free(w.want);
+        spec_free(w.applied);
+        json_decref(w.handles);
+        store_record_release(&w.rec);
+}
