@@ -44,7 +44,7 @@ UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
 
-.PHONY: all deps test unit integration bench analyze clean
+.PHONY: all deps test unit integration bench analyze clean demo
 all: $(BANGER) $(BANGERD) $(TOOL_BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -108,6 +108,9 @@ test: deps
 
 bench: $(BENCH_BINS) all
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
+
+demo: all
+	./scripts/demo.sh
 
 analyze:
 	$(MAKE) BUILD=build/analyze CFLAGS="-O1 -fanalyzer" all

@@ -117,7 +117,8 @@ struct bg_spec *spec_dup(const struct bg_spec *s)
                 d->file_sync[i].guest = dup_or_null(s->file_sync[i].guest);
         }
         d->ports = xcalloc(s->n_ports, sizeof *d->ports);
-        memcpy(d->ports, s->ports, s->n_ports * sizeof *d->ports);
+        if (s->n_ports)
+                memcpy(d->ports, s->ports, s->n_ports * sizeof *d->ports);
         return d;
 }
 

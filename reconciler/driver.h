@@ -59,6 +59,12 @@ struct driver_ops {
         int (*list_owned)(struct driver *d, char ***ids, size_t *n, struct bg_err **err);
         /* Remove everything owned under id when no record is left (GC). */
         int (*remove_owned)(struct driver *d, const char *id, struct bg_err **err);
+        /* Optional: an fd that becomes readable when a VM changes behind the
+         * driver's back (a VMM exits); -1 or NULL when none. */
+        int (*event_fd)(struct driver *d);
+        /* Optional: consume what event_fd announced, calling changed(name)
+         * for each sandbox whose probe answer changed. */
+        void (*drain_events)(struct driver *d, void (*changed)(const char *name, void *arg), void *arg);
         /* Hypervisor string for status ("fake", "qemu/tcg", ...). */
         const char *(*hypervisor)(struct driver *d);
         void (*free)(struct driver *d);

@@ -445,6 +445,16 @@ int loop_start(struct loop *l, struct bg_err **err)
         return 0;
 }
 
+/* The driver saw a VM change behind our back (a VMM exited). */
+static void vm_changed_cb(const char *name, void *arg)
+{
+        struct loop *l = arg;
+        log_debug("vm changed name=%s", name);
+        pthread_mutex_lock(&l->mu);
+        enqueue_locked(l, name);
+        pthread_mutex_unlock(&l->mu);
+}
+
 int loop_run(struct loop *l, int stop_fd, struct bg_err **err)
 {
         int64_t next_resync = now_mono_ms() + l->c.resync_ms;
@@ -455,8 +465,13 @@ int loop_run(struct loop *l, int stop_fd, struct bg_err **err)
                         wait = to_resync;
                 if (wait < 0)
                         wait = 0;
-                struct pollfd pfd[2] = { { .fd = l->inotify_fd, .events = POLLIN }, { .fd = stop_fd, .events = POLLIN } };
-                int n = poll(pfd, 2, wait > 60000 ? 60000 : (int)wait);
+                struct driver *drv = l->c.driver;
+                int dfd = drv->ops->event_fd ? drv->ops->event_fd(drv) : -1;
+                struct pollfd pfd[3] = { { .fd = l->inotify_fd, .events = POLLIN }, { .fd = stop_fd, .events = POLLIN },
+                                         { .fd = dfd, .events = POLLIN } };
+                int n = poll(pfd, dfd >= 0 ? 3 : 2, wait > 60000 ? 60000 : (int)wait);
+                if (n > 0 && dfd >= 0 && (pfd[2].revents & POLLIN))
+                        drv->ops->drain_events(drv, vm_changed_cb, l);
                 if (n < 0 && errno != EINTR)
                         return bg_error(err, errno, "poll: %s", strerror(errno));
                 if (n > 0 && (pfd[1].revents & POLLIN))

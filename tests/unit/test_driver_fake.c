@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 #define ID_A "0123456789abcdef"
 #define ID_B "fedcba9876543210"
 #define ID_C "00000000deadbeef"
+#define ID_D "1111111111111111"
 
 static const char spec_yaml[] =
         "apiVersion: banger/v1\n"
@@ -103,6 +105,31 @@ static void put_file(const char *path, const char *content)
         struct bg_err *e = NULL;
         if (write_file_atomic(path, content, strlen(content), 0600, &e) < 0)
                 fail_msg("write %s: %s", path, bg_err_msg(e));
+}
+
+struct changes {
+        char names[8][64];
+        size_t n;
+};
+
+static void on_changed(const char *name, void *arg)
+{
+        struct changes *c = arg;
+        if (c->n < ARRAY_SIZE(c->names))
+                snprintf(c->names[c->n], sizeof c->names[0], "%s", name);
+        c->n++;
+}
+
+/* Let the driver take in what changed behind its back (the loop does this
+ * when event_fd is readable); returns how many sandboxes it reported. */
+static size_t drain_events(struct fx *f, struct changes *out)
+{
+        struct changes c = { 0 };
+        if (f->d->ops->drain_events)
+                f->d->ops->drain_events(f->d, on_changed, &c);
+        if (out)
+                *out = c;
+        return c.n;
 }
 
 /* Run one op and require success. */
@@ -254,16 +281,16 @@ static const struct probe_row probe_rows[] = {
         { "exited 137\n", VM_EXITED_FAIL, 137 },
         { "garbage\n\n", VM_EXITED_FAIL, 1 },
         { "", VM_EXITED_FAIL, 1 },
-};
-
-/* Files of exactly strlen("running\n") == 8 bytes that do not say running. */
-static const struct probe_row probe_rows_8_bytes[] = {
+        /* As long as "running\n", but not running. */
         { "exited 0", VM_EXITED_OK, 0 },
         { "exited 1", VM_EXITED_FAIL, 1 },
         { "exited 7", VM_EXITED_FAIL, 7 },
         { "garbage\n", VM_EXITED_FAIL, 1 },
+        { NULL, VM_ABSENT, -1 },
 };
 
+/* The VM file as a test (or a dying VMM) writes it, seen after the
+ * driver drains its events. */
 static void run_probe_rows(struct fx *f, const struct probe_row *rows, size_t n)
 {
         _cleanup_free_ char *vm = vm_path(f, ID_A);
@@ -273,6 +300,7 @@ static void run_probe_rows(struct fx *f, const struct probe_row *rows, size_t n)
                 unlink(vm);
                 if (row->content)
                         put_file(vm, row->content);
+                drain_events(f, NULL);
                 struct driver_probe p = probe(f);
                 assert_int_equal(p.vm, row->vm);
                 assert_int_equal(p.exit_status, row->status);
@@ -286,19 +314,6 @@ static void test_probe_table(void **state)
         run_probe_rows(*state, probe_rows, ARRAY_SIZE(probe_rows));
 }
 
-static void test_probe_exited_without_newline(void **state)
-{
-        /* BUG (uncommitted change to read_vm in driver_fake.c): read_vm
-         * answers "running" for ANY 8-byte file, because only the size is
-         * compared with strlen("running\n").  "exited 0", "exited 1" ...
-         * "exited 9" written without a trailing newline (the module comment
-         * documents the content as "exited N") probe as VM_RUNNING instead
-         * of EXITED_OK/EXITED_FAIL.  Skipped to keep the suite green; remove
-         * the skip() once read_vm checks the bytes, not just the size. */
-        skip();
-        run_probe_rows(*state, probe_rows_8_bytes, ARRAY_SIZE(probe_rows_8_bytes));
-}
-
 static void test_crashed_vm_starts_again(void **state)
 {
         struct fx *f = *state;
@@ -306,6 +321,7 @@ static void test_crashed_vm_starts_again(void **state)
         OK(f->d->ops->prepare(f->d, &f->vm, &e_));
         OK(f->d->ops->start(f->d, &f->vm, &e_));
         put_file(vm, "exited 7\n");
+        drain_events(f, NULL);
         assert_int_equal(probe(f).vm, VM_EXITED_FAIL);
         OK(f->d->ops->start(f->d, &f->vm, &e_));
         assert_int_equal(probe(f).vm, VM_RUNNING);
@@ -361,7 +377,7 @@ static void test_list_owned_finds_ids_in_both_folders(void **state)
         };
         static const char *const junk_run[] = {
                 "0123456789abcdef", "0123456789abcde.vm", "0123456789abcdef0.vm",
-                "0123456789ABCDEF.vm", "0123456789abcdef.vm.tmp", "bangerd.sock",
+                "0123456789ABCDEF.vm", "0123456789abcdef.vm.tmp1", "bangerd.sock",
                 "zz23456789abcdef.vm",
         };
         for (size_t i = 0; i < ARRAY_SIZE(junk_disk); i++) {
@@ -372,6 +388,14 @@ static void test_list_owned_finds_ids_in_both_folders(void **state)
                 _cleanup_free_ char *p = xasprintf("%s/fake/%s", f->run_dir, junk_run[i]);
                 put_file(p, "running\n");
         }
+        expect_owned(f, ID_C "," ID_A "," ID_B);
+
+        /* A start cut short by a crash leaves only its temp file. */
+        _cleanup_free_ char *tmp_d = xasprintf("%s/fake/%s.vm.tmp", f->run_dir, ID_D);
+        put_file(tmp_d, "running\n");
+        expect_owned(f, ID_C "," ID_A "," ID_D "," ID_B);
+        OK(f->d->ops->remove_owned(f->d, ID_D, &e_));
+        assert_false(exists(tmp_d));
         expect_owned(f, ID_C "," ID_A "," ID_B);
 
         /* remove_owned takes away both kinds of trace. */
@@ -423,6 +447,79 @@ static void test_bad_id_rejected(void **state)
         }
         assert_true(exists(victim));
         expect_owned(f, "");
+}
+
+static bool readable(int fd, int timeout_ms)
+{
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        return poll(&pf, 1, timeout_ms) > 0;
+}
+
+static void test_vm_dying_behind_the_drivers_back_is_reported(void **state)
+{
+        struct fx *f = *state;
+        assert_non_null(f->d->ops->event_fd);
+        assert_non_null(f->d->ops->drain_events);
+        int fd = f->d->ops->event_fd(f->d);
+        assert_true(fd >= 0);
+        _cleanup_free_ char *vm = vm_path(f, ID_A);
+        OK(f->d->ops->prepare(f->d, &f->vm, &e_));
+        OK(f->d->ops->start(f->d, &f->vm, &e_));
+        /* Its own start changes nothing a probe says. */
+        assert_int_equal(drain_events(f, NULL), 0);
+        assert_false(readable(fd, 0));
+
+        put_file(vm, "exited 7\n");
+        assert_true(readable(fd, 5000));
+        struct changes c;
+        assert_int_equal(drain_events(f, &c), 1);
+        assert_string_equal(c.names[0], "web");
+        assert_false(readable(fd, 0));
+        struct driver_probe p = probe(f);
+        assert_int_equal(p.vm, VM_EXITED_FAIL);
+        assert_int_equal(p.exit_status, 7);
+        assert_int_equal(drain_events(f, NULL), 0);
+
+        /* The file vanishing is a change too. */
+        assert_int_equal(unlink(vm), 0);
+        assert_int_equal(drain_events(f, &c), 1);
+        assert_string_equal(c.names[0], "web");
+        assert_int_equal(probe(f).vm, VM_ABSENT);
+
+        /* Our own stop is no news. */
+        OK(f->d->ops->start(f->d, &f->vm, &e_));
+        drain_events(f, NULL);
+        OK(f->d->ops->stop(f->d, &f->vm, 1000, &e_));
+        assert_int_equal(drain_events(f, NULL), 0);
+        assert_int_equal(probe(f).vm, VM_ABSENT);
+}
+
+static void test_new_driver_adopts_running_vms(void **state)
+{
+        struct fx *f = *state;
+        OK(f->d->ops->prepare(f->d, &f->vm, &e_));
+        OK(f->d->ops->start(f->d, &f->vm, &e_));
+        _cleanup_free_ char *vm_b = vm_path(f, ID_B);
+        put_file(vm_b, "exited 3\n");
+
+        /* A restarted daemon: VMs outlive it. */
+        struct driver *d2 = NULL;
+        OK(driver_fake_new(f->state_dir, f->run_dir, &d2, &e_));
+        struct driver_probe p = { 0 };
+        OK(d2->ops->probe(d2, &f->vm, &p, &e_));
+        assert_int_equal(p.vm, VM_RUNNING);
+        struct driver_vm b = { .name = "db", .id = ID_B, .spec = NULL, .handles = json_object() };
+        OK(d2->ops->probe(d2, &b, &p, &e_));
+        assert_int_equal(p.vm, VM_EXITED_FAIL);
+        assert_int_equal(p.exit_status, 3);
+        /* Once probed, its name is known and later changes are reported. */
+        put_file(vm_b, "exited 4\n");
+        struct changes c = { 0 };
+        d2->ops->drain_events(d2, on_changed, &c);
+        assert_int_equal(c.n, 1);
+        assert_string_equal(c.names[0], "db");
+        json_decref(b.handles);
+        d2->ops->free(d2);
 }
 
 /* ---- fault points ---- */
@@ -530,8 +627,9 @@ int main(void)
                 T(test_start_stop_are_idempotent),
                 T(test_cleanup_removes_everything_and_is_idempotent),
                 T(test_probe_table),
-                T(test_probe_exited_without_newline),
                 T(test_crashed_vm_starts_again),
+                T(test_vm_dying_behind_the_drivers_back_is_reported),
+                T(test_new_driver_adopts_running_vms),
                 T(test_list_owned_finds_ids_in_both_folders),
                 T(test_bad_id_rejected),
                 T(test_fail_once_at_prepare_before),

@@ -478,6 +478,14 @@ static void test_corrupt_record_value_is_an_error_not_a_crash(void **state)
         MDB_val k = { 4, (void *)"wrap" }, mv = { len, v };
         assert_int_equal(mdb_put(txn, dbi, &k, &mv, 0), 0);
         free(v);
+        /* An id that is not hex. */
+        v = xmalloc(len);
+        memcpy(v, enc, len);
+        v[54] = 'G';
+        k = (MDB_val){ 5, (void *)"badid" };
+        mv = (MDB_val){ len, v };
+        assert_int_equal(mdb_put(txn, dbi, &k, &mv, 0), 0);
+        free(v);
         /* An embedded NUL in a string. */
         v = xmalloc(len);
         memcpy(v, enc, len);
@@ -497,7 +505,7 @@ static void test_corrupt_record_value_is_an_error_not_a_crash(void **state)
         bg_err_free(err);
         err = NULL;
 
-        const char *exact[] = { "wrap", "nul", "c000", "c049" };
+        const char *exact[] = { "wrap", "nul", "badid", "c000", "c049" };
         for (size_t i = 0; i < ARRAY_SIZE(exact); i++) {
                 assert_int_equal(store_record_get(t, exact[i], &got, &err), -EBADMSG);
                 bg_err_free(err);
