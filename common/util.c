@@ -206,8 +206,13 @@ int mkdir_p(const char *path, unsigned mode, struct bg_err **err)
                         return bg_error(err, errno, "mkdir '%s': %s", p, strerror(errno));
                 *s = '/';
         }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return bg_error(err, errno, "mkdir '%s': %s", p, strerror(errno));
+        if (mkdir(p, mode) < 0) {
+                struct stat st;
+                if (errno != EEXIST)
+                        return bg_error(err, errno, "mkdir '%s': %s", p, strerror(errno));
+                if (stat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+                        return bg_error(err, ENOTDIR, "mkdir '%s': exists and is not a folder", p);
+        }
         return 0;
 }
 

@@ -54,9 +54,14 @@ int fault_configure(const char *spec, struct bg_err **err)
                 char *star = strchr(point, '*');
                 if (star) {
                         *star = '\0';
-                        f->remaining = atoi(star + 1);
-                        if (f->remaining <= 0)
+                        char *end = NULL;
+                        errno = 0;
+                        long count = strtol(star + 1, &end, 10);
+                        if (errno || end == star + 1 || (*end && *end != '@') || count <= 0 || count > 1000000)
                                 return bg_error(err, EINVAL, "fault '%s': bad count", point);
+                        f->remaining = (int)count;
+                        if (*end == '@')
+                                memmove(star, end, strlen(end) + 1);   /* keep the @NAME scope */
                 }
                 char *at = strchr(point, '@');
                 if (at) {

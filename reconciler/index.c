@@ -187,7 +187,7 @@ void index_update_file(struct index *ix, const char *path, struct spec_file *par
         }
         for (size_t i = 0; i < n_names; i++) {
                 struct desired *d = index_get(ix, names[i]);
-                if (d && d->n_files > 1) {
+                if (d && d->contested) {
                         _cleanup_free_ char *m = xstrdup(d->errors[0]);
                         report(names[i], "SpecDuplicate", m, arg);
                 }
@@ -262,6 +262,7 @@ struct desired *index_get(const struct index *ix, const char *name)
                 d->errors[0] = xasprintf("name \"%s\" is claimed %zu times, by %s; keeping the last valid spec",
                                          name, claims, list);
                 d->n_errors = 1;
+                d->contested = true;
                 free(list);
                 return d;
         }

@@ -32,6 +32,7 @@ struct desired {
         size_t n_files;
         char **errors;          /* formatted errors, empty when valid */
         size_t n_errors;
+        bool contested;         /* claimed more than once (files or documents) */
 };
 
 struct index *index_new(void);

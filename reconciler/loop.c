@@ -580,7 +580,8 @@ json_t *loop_list_sandboxes(void *arg)
                 store_record_foreach(t, add_record_name, &c, NULL);
                 store_txn_abort(t);
         }
-        qsort(c.v, c.n, sizeof *c.v, cmp_str);
+        if (c.n)
+                qsort(c.v, c.n, sizeof *c.v, cmp_str);
         json_t *arr = json_array();
         for (size_t i = 0; i < c.n; i++) {
                 json_t *o = loop_get_sandbox(l, c.v[i]);

@@ -36,9 +36,11 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
@@ -79,20 +81,12 @@ static const char *const str_names[REC_NSTR] = { "id", "spec_json", "message", "
 static int mdb_code(int rc)
 {
         switch (rc) {
-        case MDB_NOTFOUND:
-                return ENOENT;
-        case MDB_KEYEXIST:
-                return EEXIST;
-        case MDB_MAP_FULL:
-        case MDB_TXN_FULL:
-        case MDB_CURSOR_FULL:
-        case MDB_PAGE_FULL:
+        case MDB_NOTFOUND:      return ENOENT;
+        case MDB_KEYEXIST:      return EEXIST;
+        case MDB_READERS_FULL:  return EAGAIN;
+        case MDB_MAP_FULL: case MDB_TXN_FULL: case MDB_CURSOR_FULL: case MDB_PAGE_FULL:
                 return ENOSPC;
-        case MDB_READERS_FULL:
-                return EAGAIN;
-        case MDB_BAD_TXN:
-        case MDB_BAD_VALSIZE:
-        case MDB_BAD_DBI:
+        case MDB_BAD_TXN: case MDB_BAD_VALSIZE: case MDB_BAD_DBI:
                 return EINVAL;
         }
         return rc > 0 ? rc : EIO;
@@ -100,6 +94,9 @@ static int mdb_code(int rc)
 
 #define mdb_fail(err, rc, fmt, ...) \
         bg_error(err, mdb_code(rc), "store: " fmt ": %s", ##__VA_ARGS__, mdb_strerror(rc))
+/* Add context but keep the code r: bg_error_wrap answers -EIO when the
+ * caller passed no err. */
+#define wrap(r, err, ...) (bg_error_wrap(err, __VA_ARGS__), (r))
 
 static void put_le32(unsigned char *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); }
 static void put_le64(unsigned char *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
@@ -127,28 +124,19 @@ static bool valid_hex_id(const char *p, size_t n)
         return true;
 }
 
-static bool valid_id(const char *id)
-{
-        return valid_hex_id(id, strnlen(id, 17));
-}
+#define valid_id(id) valid_hex_id(id, strnlen(id, 17))
 
 /* Strict decimal: 1..20 digits, no sign, no overflow. */
 static int parse_u64(const MDB_val *v, uint64_t *out)
 {
-        const char *p = v->mv_data;
-        uint64_t n = 0;
+        char buf[24];
         if (v->mv_size == 0 || v->mv_size > 20)
                 return -1;
-        for (size_t i = 0; i < v->mv_size; i++) {
-                if (p[i] < '0' || p[i] > '9')
-                        return -1;
-                unsigned d = (unsigned)(p[i] - '0');
-                if (n > (UINT64_MAX - d) / 10)
-                        return -1;
-                n = n * 10 + d;
-        }
-        *out = n;
-        return 0;
+        memcpy(buf, v->mv_data, v->mv_size);
+        buf[v->mv_size] = '\0';
+        errno = 0;
+        *out = strtoull(buf, NULL, 10);
+        return strspn(buf, "0123456789") == v->mv_size && errno == 0 ? 0 : -1;
 }
 
 static int meta_get_u64(struct store_txn *t, const char *key, uint64_t *out, struct bg_err **err)
@@ -158,9 +146,9 @@ static int meta_get_u64(struct store_txn *t, const char *key, uint64_t *out, str
         if (rc == MDB_NOTFOUND)
                 return -ENOENT;
         if (rc)
-                return mdb_fail(err, rc, "read meta '%s'", key);
+                return bg_error(err, mdb_code(rc), "read meta '%s': %s", key, mdb_strerror(rc));
         if (parse_u64(&v, out) < 0)
-                return bg_error(err, EBADMSG, "store: read meta '%s': corrupt value", key);
+                return bg_error(err, EBADMSG, "read meta '%s': corrupt value", key);
         return 0;
 }
 
@@ -170,7 +158,7 @@ static int meta_put_u64(struct store_txn *t, const char *key, uint64_t n, struct
         snprintf(buf, sizeof buf, "%" PRIu64, n);
         MDB_val k = val_str(key), v = val_str(buf);
         int rc = mdb_put(t->txn, t->s->meta, &k, &v, 0);
-        return rc ? mdb_fail(err, rc, "write meta '%s'", key) : 0;
+        return rc ? bg_error(err, mdb_code(rc), "write meta '%s': %s", key, mdb_strerror(rc)) : 0;
 }
 
 static int need_write(struct store_txn *t, const char *what, const char *obj, struct bg_err **err)
@@ -246,9 +234,21 @@ static int rec_decode(const MDB_val *key, const MDB_val *val, struct store_recor
         return 0;
 }
 
-static char *span_dup(struct span sp)
+/* Give r its strings: heap copies when buf is NULL, else C strings laid
+ * out in buf (room for all of them and their NULs). */
+static void rec_strings(struct store_record *r, const struct span str[REC_NSTR], char *buf)
 {
-        return sp.p ? xstrndup(sp.p, sp.len) : NULL;
+        char **dst[REC_NSTR - 1] = { &r->spec_json, &r->message, &r->handles_json };
+        for (int i = 1; i < REC_NSTR; i++) {
+                if (!str[i].p || !buf) {
+                        *dst[i - 1] = str[i].p ? xstrndup(str[i].p, str[i].len) : NULL;
+                        continue;
+                }
+                memcpy(buf, str[i].p, str[i].len);
+                buf[str[i].len] = '\0';
+                *dst[i - 1] = buf;
+                buf += str[i].len + 1;
+        }
 }
 
 static size_t rec_size(const struct store_record *r)
@@ -304,7 +304,7 @@ void store_record_copy(struct store_record *dst, const struct store_record *src)
 /* out is overwritten, and zeroed on every failure so releasing it is safe. */
 int store_record_get(struct store_txn *t, const char *name, struct store_record *out, struct bg_err **err)
 {
-        struct span str[REC_NSTR];
+        struct span str[REC_NSTR] = { { 0 } };
         MDB_val k, v;
 
         memset(out, 0, sizeof *out);
@@ -316,13 +316,11 @@ int store_record_get(struct store_txn *t, const char *name, struct store_record 
                 return -ENOENT;
         if (rc)
                 return mdb_fail(err, rc, "get record '%s'", name);
-        if (rec_decode(&k, &v, out, str, err) < 0) {
+        if ((rc = rec_decode(&k, &v, out, str, err)) < 0) {
                 memset(out, 0, sizeof *out);
-                return bg_error_wrap(err, "store: get record '%s'", name);
+                return wrap(rc, err, "store: get record '%s'", name);
         }
-        out->spec_json = span_dup(str[1]);
-        out->message = span_dup(str[2]);
-        out->handles_json = span_dup(str[3]);
+        rec_strings(out, str, NULL);
         return 0;
 }
 
@@ -387,12 +385,11 @@ int store_record_foreach(struct store_txn *t, int (*cb)(const struct store_recor
                 return mdb_fail(err, rc, "list records");
         for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
                 struct store_record r;
-                struct span str[REC_NSTR];
-                char *out[REC_NSTR - 1];
+                struct span str[REC_NSTR] = { { 0 } };
 
-                if (rec_decode(&k, &v, &r, str, err) < 0) {
-                        ret = bg_error_wrap(err, "store: list records: '%.*s'",
-                                            (int)(k.mv_size > 63 ? 63 : k.mv_size), (const char *)k.mv_data);
+                if ((ret = rec_decode(&k, &v, &r, str, err)) < 0) {
+                        bg_error_wrap(err, "store: list records: '%.*s'", (int)(k.mv_size > 63 ? 63 : k.mv_size),
+                                      (const char *)k.mv_data);
                         break;
                 }
                 if (v.mv_size + REC_NSTR > cap) {
@@ -400,19 +397,7 @@ int store_record_foreach(struct store_txn *t, int (*cb)(const struct store_recor
                         free(buf);
                         buf = xmalloc(cap);
                 }
-                char *p = buf;
-                for (int i = 1; i < REC_NSTR; i++) {
-                        out[i - 1] = NULL;
-                        if (!str[i].p)
-                                continue;
-                        memcpy(p, str[i].p, str[i].len);
-                        p[str[i].len] = '\0';
-                        out[i - 1] = p;
-                        p += str[i].len + 1;
-                }
-                r.spec_json = out[0];
-                r.message = out[1];
-                r.handles_json = out[2];
+                rec_strings(&r, str, buf);
                 int cr = cb(&r, arg);
                 if (cr) {
                         ret = cr < 0 ? cr : 0;
@@ -429,9 +414,8 @@ int store_record_foreach(struct store_txn *t, int (*cb)(const struct store_recor
 
 /* pool and key: 1..128 printable ASCII bytes without '/', so the "/" in the
  * stored key splits them unambiguously and the key fits LMDB's 511. */
-static bool valid_part(const char *s)
+static bool valid_part(const char *s, size_t n)
 {
-        size_t n = strnlen(s, ALLOC_PART_MAX + 1);
         if (n < 1 || n > ALLOC_PART_MAX)
                 return false;
         for (size_t i = 0; i < n; i++)
@@ -443,9 +427,9 @@ static bool valid_part(const char *s)
 static int alloc_key(const char *what, const char *pool, const char *key, char buf[2 * ALLOC_PART_MAX + 2],
                      MDB_val *k, struct bg_err **err)
 {
-        if (!valid_part(pool))
+        if (!valid_part(pool, strnlen(pool, ALLOC_PART_MAX + 1)))
                 return bg_error(err, EINVAL, "store: %s: invalid pool '%.*s'", what, ALLOC_PART_MAX, pool);
-        if (!valid_part(key))
+        if (!valid_part(key, strnlen(key, ALLOC_PART_MAX + 1)))
                 return bg_error(err, EINVAL, "store: %s '%s': invalid key '%.*s'", what, pool,
                                 ALLOC_PART_MAX, key);
         int n = snprintf(buf, 2 * ALLOC_PART_MAX + 2, "%s/%s", pool, key);
@@ -522,18 +506,14 @@ int store_alloc_get(struct store_txn *t, const char *pool, const char *key, char
 static int alloc_split(const MDB_val *k, const MDB_val *v, char pool[ALLOC_PART_MAX + 1],
                        char key[ALLOC_PART_MAX + 1], char owner[17], struct bg_err **err)
 {
-        const char *p = k->mv_data;
-        const char *slash = memchr(p, '/', k->mv_size);
-        size_t pl = slash ? (size_t)(slash - p) : 0, kl = slash ? k->mv_size - pl - 1 : 0;
+        const char *p = k->mv_data, *slash = memchr(p, '/', k->mv_size);
+        size_t pl = slash ? (size_t)(slash - p) : 0, kl = k->mv_size - pl - 1;
 
-        if (!slash || pl < 1 || pl > ALLOC_PART_MAX || kl < 1 || kl > ALLOC_PART_MAX)
+        if (!slash || !valid_part(p, pl) || !valid_part(slash + 1, kl))
                 return bg_error(err, EBADMSG, "store: list allocations: corrupt key");
         memcpy(pool, p, pl);
-        pool[pl] = '\0';
         memcpy(key, slash + 1, kl);
-        key[kl] = '\0';
-        if (!valid_part(pool) || !valid_part(key))
-                return bg_error(err, EBADMSG, "store: list allocations: corrupt key");
+        pool[pl] = key[kl] = '\0';
         if (!valid_hex_id(v->mv_data, v->mv_size))
                 return bg_error(err, EBADMSG, "store: list allocations: '%s/%s': corrupt owner", pool, key);
         memcpy(owner, v->mv_data, 16);
@@ -553,7 +533,7 @@ int store_alloc_foreach(struct store_txn *t, const char *pool,
         int rc, ret = 0;
 
         if (pool) {
-                if (!valid_part(pool))
+                if (!valid_part(pool, strnlen(pool, ALLOC_PART_MAX + 1)))
                         return bg_error(err, EINVAL, "store: list allocations: invalid pool '%.*s'",
                                         ALLOC_PART_MAX, pool);
                 plen = (size_t)snprintf(prefix, sizeof prefix, "%s/", pool);
@@ -627,7 +607,7 @@ static int next_seq(struct store_txn *t, uint64_t *next, struct bg_err **err)
                 return 0;
         }
         if (r == 0 && *next == 0)
-                return bg_error(err, EBADMSG, "store: read meta 'event_seq': corrupt value");
+                return bg_error(err, EBADMSG, "read meta 'event_seq': corrupt value");
         return r;
 }
 
@@ -637,13 +617,14 @@ int store_event_append(struct store_txn *t, json_t *ev, uint64_t *seq, struct bg
         MDB_stat st;
         const char *name;
         json_t *val;
+        int rc;
 
         if (!json_is_object(ev))
                 return bg_error(err, EINVAL, "store: append event: not a json object");
         if (need_write(t, "append event", "events", err) < 0)
                 return -EBADF;
-        if (next_seq(t, &n, err) < 0)
-                return bg_error_wrap(err, "store: append event");
+        if ((rc = next_seq(t, &n, err)) < 0)
+                return wrap(rc, err, "store: append event");
 
         /* "seq" first so a reader of the raw text sees it at a glance. */
         json_t *o = json_object();
@@ -657,11 +638,11 @@ int store_event_append(struct store_txn *t, json_t *ev, uint64_t *seq, struct bg
                 return bg_error(err, EINVAL, "store: append event %" PRIu64 ": cannot encode json", n);
 
         MDB_val k = seq_key(n, &be), v = val_str(text);
-        int rc = mdb_put(t->txn, t->s->events, &k, &v, MDB_APPEND);
+        rc = mdb_put(t->txn, t->s->events, &k, &v, MDB_APPEND);
         if (rc)
                 return mdb_fail(err, rc, "append event %" PRIu64, n);
-        if (meta_put_u64(t, "event_seq", n + 1, err) < 0)
-                return bg_error_wrap(err, "store: append event %" PRIu64, n);
+        if ((rc = meta_put_u64(t, "event_seq", n + 1, err)) < 0)
+                return wrap(rc, err, "store: append event %" PRIu64, n);
 
         rc = mdb_stat(t->txn, t->s->events, &st);
         if (rc == 0 && st.ms_entries > STORE_EVENTS_MAX) {
@@ -734,9 +715,10 @@ int store_event_foreach(struct store_txn *t, uint64_t after, size_t max,
 int store_event_last_seq(struct store_txn *t, uint64_t *seq, struct bg_err **err)
 {
         uint64_t n;
+        int r;
         *seq = 0;
-        if (next_seq(t, &n, err) < 0)
-                return bg_error_wrap(err, "store: last event");
+        if ((r = next_seq(t, &n, err)) < 0)
+                return wrap(r, err, "store: last event");
         *seq = n - 1;
         return 0;
 }
@@ -798,8 +780,8 @@ int store_open(const char *dir, struct store **out, struct bg_err **err)
         int rc, dead;
 
         *out = NULL;
-        if (mkdir_p(dir, 0700, err) < 0)
-                return bg_error_wrap(err, "store: open '%s'", dir);
+        if ((rc = mkdir_p(dir, 0700, err)) < 0)
+                return wrap(rc, err, "store: open '%s'", dir);
         struct store *s = xcalloc(1, sizeof *s);
         if ((rc = mdb_env_create(&s->env)) != 0) {
                 free(s);
@@ -814,12 +796,16 @@ int store_open(const char *dir, struct store **out, struct bg_err **err)
                 store_close(s);
                 return mdb_fail(err, rc, "open '%s'", dir);
         }
+        /* LMDB 0.9 leaves the main data fd inheritable; a VMM child must
+         * not get a writable handle on the state. */
+        int fd;
+        if (mdb_env_get_fd(s->env, &fd) == 0)
+                fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
         /* Reader slots of a killed bangerd would pin old pages forever. */
         mdb_reader_check(s->env, &dead);
-        if (open_dbs(s, dir, err) < 0) {
-                int code = err && *err ? (*err)->code : EIO;
+        if ((rc = open_dbs(s, dir, err)) < 0) {
                 store_close(s);
-                return -code;
+                return rc;
         }
         *out = s;
         return 0;

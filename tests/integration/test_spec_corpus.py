@@ -99,13 +99,18 @@ CoreConstructor.add_constructor("tag:yaml.org,2002:str", CoreConstructor.constru
 CoreConstructor.add_constructor("tag:yaml.org,2002:map", CoreConstructor.construct_core_map)
 
 
-if getattr(yaml, "CParser", None):
+try:
+    from yaml.cyaml import CParser
+except ImportError:
+    CParser = None
+
+if CParser:
     # PyYAML's own scanner refuses some valid YAML (a tab inside a plain
     # scalar, say) that libyaml reads; the question here is the schema, not
     # scanner quirks, so read with libyaml's syntax when PyYAML has it.
-    class CoreLoader(yaml.CParser, CoreConstructor, CoreResolver):
+    class CoreLoader(CParser, CoreConstructor, CoreResolver):
         def __init__(self, stream):
-            yaml.CParser.__init__(self, stream)
+            CParser.__init__(self, stream)
             CoreConstructor.__init__(self)
             CoreResolver.__init__(self)
 else:

@@ -654,7 +654,7 @@ static void test_overlong_socket_path_is_a_clear_error(void **state)
 
 int main(void)
 {
-        log_threshold = LOG_WARN;
+        log_threshold = LOGL_WARN;
         curl_global_init(CURL_GLOBAL_DEFAULT);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         const struct CMUnitTest tests[] = {

@@ -1,7 +1,9 @@
 /* driver_fake: every driver operation against a temp state/run folder,
  * checked through the traces the fake leaves on disk (STATE/fake/<id>/disk,
- * RUN/fake/<id>.vm), plus the fault points that tests of the loop rely on.
- * Every operation must be idempotent: doing it twice is doing it once. */
+ * RUN/fake/<id>.vm) and through probe, plus the fault points that tests of
+ * the loop rely on.  Every operation must be idempotent: doing it twice is
+ * doing it once.  A VM file rewritten behind the driver's back is seen
+ * after drain_events, as the loop sees it when event_fd turns readable. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -88,15 +88,8 @@ static void test_bad_specs_rejected(void **state)
 static void test_count_with_trailing_text_rejected(void **state)
 {
         (void)state;
-        /* BUG (fault.c, count parsed with atoi): "*N" accepts trailing text,
-         * so "fail:start.mid*2@web" parses as an UNSCOPED fault with count 2
-         * (the "@web" is silently dropped and every sandbox fails), and
-         * "*1abc" or "*4294967297" (wraps to 1) are accepted as counts.
-         * Skipped to keep the suite green; remove the skip() once the count
-         * is parsed with strtol and an end check. */
-        skip();
         static const char *const specs[] = {
-                "fail:start.mid*2@web", "fail:start.mid*1abc", "fail:start.mid*4294967297",
+                "fail:start.mid*1abc", "fail:start.mid*4294967297", "fail:start.mid*2x@web",
         };
         for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
                 struct bg_err *e = NULL;
@@ -104,6 +97,19 @@ static void test_count_with_trailing_text_rejected(void **state)
                 assert_non_null(strstr(bg_err_msg(e), "bad count"));
                 bg_err_free(e);
         }
+        /* A count before the scope keeps the scope. */
+        struct bg_err *e = NULL;
+        assert_int_equal(fault_configure("fail:start.mid*2@web", &e), 0);
+        assert_int_equal(fault_hit("start.mid", "other", &e), 0);
+        assert_null(e);
+        assert_true(fault_hit("start.mid", "web", &e) < 0);
+        bg_err_free(e);
+        e = NULL;
+        assert_true(fault_hit("start.mid", "web", &e) < 0);
+        bg_err_free(e);
+        e = NULL;
+        assert_int_equal(fault_hit("start.mid", "web", &e), 0);
+        fault_configure(NULL, NULL);
 }
 
 static char *many_faults(int n)

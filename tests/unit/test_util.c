@@ -256,14 +256,6 @@ static void test_mkdir_p_through_a_file_fails(void **state)
 
 static void test_mkdir_p_on_existing_file_fails(void **state)
 {
-        /* BUG (util.c mkdir_p): mkdir(2) failing with EEXIST is taken as
-         * success without checking that the existing object is a folder, so
-         * mkdir_p("x") returns 0 when x is a regular file (mkdir -p fails:
-         * "File exists").  Callers such as driver_fake_new() then believe
-         * their folder exists and fail later with a less direct error.
-         * Skipped to keep the suite green; remove the skip() once mkdir_p
-         * checks S_ISDIR on EEXIST. */
-        skip();
         struct fx *f = *state;
         _cleanup_free_ char *file = in(f->dir, "file");
         put(file, "x", 1);

@@ -16,8 +16,6 @@
 #include "util.h"
 #include "view.h"
 
-/* Documents carry a port: spec_dup() (used by index_get) of a spec without
- * ports passes NULL to memcpy, which UBSan aborts on; see test_index.c. */
 #define DOC(name, extra) \
         "apiVersion: banger/v1\n" \
         "kind: Sandbox\n" \
