@@ -92,8 +92,10 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	else echo "deps: all installed"; fi
 
+SAN := BUILD=build/san SANITIZE=address,undefined OPT="-O1 -g"
+
 unit:
-	$(MAKE) BUILD=build/san SANITIZE=address,undefined OPT="-O1 -g" unit-run
+	$(MAKE) $(SAN) unit-run
 
 .PHONY: unit-run
 unit-run: $(UNIT_BINS)
@@ -102,12 +104,16 @@ unit-run: $(UNIT_BINS)
 integration: all
 	BANGER_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) -m pytest -q $(PYTEST_ARGS) tests/integration
 
+# The integration suite runs the sanitized daemon and CLI too: a memory
+# error or leak in bangerd fails the test that caused it.
 test: deps
+	$(MAKE) all
 	$(MAKE) unit
-	$(MAKE) integration
+	$(MAKE) $(SAN) integration
 
 bench: $(BENCH_BINS) all
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
+	BANGER_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) bench/rss_bench.py
 
 demo: all
 	./scripts/demo.sh

@@ -163,7 +163,7 @@ struct sb {
 
 static void sb_add(struct sb *b, const char *s, size_t len)
 {
-        if (b->n + len + 1 > b->cap) {
+        if (!b->p || b->n + len + 1 > b->cap) {
                 while (b->n + len + 1 > b->cap)
                         b->cap = b->cap ? b->cap * 2 : 512;
                 b->p = xrealloc(b->p, b->cap);

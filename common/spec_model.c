@@ -132,8 +132,9 @@ struct changes {
 /* Takes ownership of old_v and new_v; records nothing when they are equal. */
 static void change(struct changes *c, const char *field, char *old_v, char *new_v, enum spec_impact impact)
 {
-        bool same = (!old_v && !new_v) || (old_v && new_v && strcmp(old_v, new_v) == 0);
-        if (same) {
+        if (!old_v && !new_v)
+                return;
+        if (old_v && new_v && strcmp(old_v, new_v) == 0) {
                 free(old_v);
                 free(new_v);
                 return;
@@ -177,15 +178,17 @@ static const char *label_get(const struct bg_spec *s, const char *key)
 static void diff_labels(struct changes *c, const struct bg_spec *a, const struct bg_spec *b)
 {
         for (size_t i = 0; i < a->n_labels; i++) {
-                _cleanup_free_ char *f = yn_path("metadata.labels", a->labels[i].key);
+                char *f = yn_path("metadata.labels", a->labels[i].key);
                 change(c, f, xstrdup(a->labels[i].value), dup_or_null(label_get(b, a->labels[i].key)),
                        SPEC_IMPACT_NONE);
+                free(f);
         }
         for (size_t i = 0; i < b->n_labels; i++) {
                 if (label_get(a, b->labels[i].key))
                         continue;
-                _cleanup_free_ char *f = yn_path("metadata.labels", b->labels[i].key);
+                char *f = yn_path("metadata.labels", b->labels[i].key);
                 change(c, f, NULL, xstrdup(b->labels[i].value), SPEC_IMPACT_NONE);
+                free(f);
         }
 }
 

@@ -3,7 +3,6 @@
  * validation toolkit lives in yamlcheck.c. */
 #include "yamlnode.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +69,6 @@ static void type_plain(struct yn_node *n)
                 }
         if (n->kind == YN_STR && is_int_text(n->str)) {
                 n->kind = YN_INT;
-                errno = 0;
                 n->i = strtoll(n->str, NULL, 10); /* saturates on ERANGE */
         }
 }

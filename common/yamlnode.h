@@ -97,16 +97,19 @@ struct yn_node *yn_from_json(const json_t *j, size_t max_depth);
  * decide when a string must be quoted. */
 enum yn_kind yn_plain_kind(const char *s);
 
+/* Free a tree (NULL is a no-op). */
 void yn_free(struct yn_node *n);
+/* Free a message's strings (not m itself); NULL is a no-op. */
 void yn_msg_release(struct yn_msg *m);
 
-/* Problem lists.  at gives the mark (NULL: 0:0). */
+/* Add a problem (lists start zeroed).  at gives the mark (NULL: 0:0). */
 void yn_err(struct yn_errs *e, const struct yn_node *at, const char *field, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 void yn_err_at(struct yn_errs *e, unsigned line, unsigned column, const char *field, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
 /* Order by line then column, stably, keeping "too many errors" last. */
 void yn_errs_sort(struct yn_errs *e);
+/* Free every message and empty the list. */
 void yn_errs_release(struct yn_errs *e);
 /* All messages as "field: reason; field: reason" (caller frees). */
 char *yn_errs_join(const struct yn_errs *e);

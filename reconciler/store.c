@@ -18,7 +18,11 @@
  *    50        id, spec_json, message, handles_json: each a u32 length
  *              (0xffffffff for NULL) and that many bytes, no NUL
  *
- * The value ends exactly after the last string.  Decoding checks every
+ * Other values: meta holds decimal text; allocs map "<pool>/<key>" to the
+ * 16-char owner id; events map a big-endian u64 seq (so keys sort by
+ * number) to compact JSON text with "seq" first.
+ *
+ * The record value ends exactly after the last string.  Decoding checks every
  * length against the bytes left, so a damaged value is an error (EBADMSG)
  * naming the record, never an overread.  A different layout gets a new
  * format byte; schema_version in meta covers the set of databases and the

@@ -64,12 +64,17 @@ int store_open(const char *dir, struct store **out, struct bg_err **err);
 void store_close(struct store *s);
 
 /* Transactions.  A write txn must end with commit or abort; a read txn with
- * abort.  All operations below take a txn. */
+ * abort.  Commit always ends the txn, even when it fails (never abort after
+ * it).  One write txn per thread at a time (a second one fails -EDEADLK).
+ * All operations below take a txn. */
 int store_txn_begin(struct store *s, bool write, struct store_txn **out, struct bg_err **err);
 int store_txn_commit(struct store_txn *t, struct bg_err **err);
 void store_txn_abort(struct store_txn *t);
 
-/* Records.  get returns -ENOENT when absent (without setting err). */
+/* Records.  get returns -ENOENT when absent (without setting err) and
+ * always overwrites *out (zeroed on failure, so releasing it is safe); del
+ * of an absent record is 0.  A corrupt record is an error (-EBADMSG), never
+ * skipped: GC must not mistake its objects for garbage. */
 int store_record_get(struct store_txn *t, const char *name, struct store_record *out, struct bg_err **err);
 int store_record_put(struct store_txn *t, const struct store_record *r, struct bg_err **err);
 int store_record_del(struct store_txn *t, const char *name, struct bg_err **err);

@@ -77,6 +77,13 @@ class Daemon:
             wait_for(self.ready, timeout=10, what="bangerd socket")
         return self
 
+    def check_log(self):
+        """Fail on anything the sanitizers reported from this daemon."""
+        if self.log.exists():
+            text = self.log.read_text(errors="replace")
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                assert marker not in text, f"bangerd: {marker}: {text[text.index(marker) - 200:][:3000]}"
+
     def ready(self):
         if self.proc.poll() is not None:
             raise AssertionError(f"bangerd exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")

@@ -13,6 +13,7 @@ def daemon(tmp_path):
     d = Daemon(tmp_path / "root").start()
     yield d
     d.stop()
+    d.check_log()
 
 
 @pytest.fixture
@@ -27,3 +28,4 @@ def make_daemon(tmp_path):
     yield make
     for d in made:
         d.kill9()
+        d.check_log()
