@@ -118,7 +118,8 @@ void format_time_ms(int64_t ms, char *buf, size_t len)
 
 int read_file_limited(const char *path, size_t max, char **out, size_t *len, struct bg_err **err)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO planted where a file is expected must not hang us. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return bg_error(err, errno, "open '%s': %s", path, strerror(errno));
         struct stat st;

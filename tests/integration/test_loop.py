@@ -321,3 +321,35 @@ def test_events_follow_streams_new_events(daemon):
     assert b'"Running"' in buf
     lines = [json.loads(x) for x in buf.split(b"\r\n") if x.startswith(b"{")]
     assert all(e["seq"] > last for e in lines)
+
+
+def test_hostile_files_are_reported_and_contained(daemon):
+    """A FIFO, a folder, a huge file and random bytes in the sandboxes folder:
+    each is an error on its own, the daemon keeps serving, others converge."""
+    daemon.write_spec("good.yaml", spec("good"))
+    os.mkfifo(daemon.sandboxes / "fifo.yaml")
+    (daemon.sandboxes / "dir.yaml").mkdir()
+    with open(daemon.sandboxes / ".huge.tmp", "wb") as f:
+        f.write(b"a: " + b"x" * (2 << 20) + b"\n")
+    os.rename(daemon.sandboxes / ".huge.tmp", daemon.sandboxes / "huge.yaml")
+    daemon.write_spec("random.yaml", os.urandom(4096).decode("latin-1"))
+    # The fifo is noticed when something writes it shut; touch the others.
+    os.utime(daemon.sandboxes / "fifo.yaml")
+    daemon.wait_converged("good")
+    daemon.write_spec("later.yaml", spec("later"))
+    daemon.wait_converged("later")
+    invalid = [e["message"] for e in daemon.events() if e["type"] == "SpecInvalid"]
+    assert any("huge.yaml" in m and "larger than" in m for m in invalid)
+    assert any("random.yaml" in m for m in invalid)
+    assert [i["metadata"]["name"] for i in daemon.get("/v1/sandboxes")[1]["items"]] == ["good", "later"]
+
+
+def test_fifo_in_folder_does_not_hang_startup(make_daemon):
+    d = make_daemon()
+    d.sandboxes.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(d.sandboxes / "fifo.yaml")
+    d.write_spec("web.yaml", spec("web"))
+    d.start()
+    d.wait_converged("web")
+    assert any("fifo.yaml" in e["message"] and "not a regular file" in e["message"]
+               for e in d.events() if e["type"] == "SpecInvalid")
