@@ -106,6 +106,19 @@ static int64_t clock_ms(clockid_t c)
 int64_t now_mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 int64_t now_wall_ms(void) { return clock_ms(CLOCK_REALTIME); }
 
+struct timespec deadline_after_ms(clockid_t c, int timeout_ms)
+{
+        struct timespec dl;
+        clock_gettime(c, &dl);
+        dl.tv_sec += timeout_ms / 1000;
+        dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000L;
+        }
+        return dl;
+}
+
 void format_time_ms(int64_t ms, char *buf, size_t len)
 {
         time_t t = (time_t)(ms / 1000);

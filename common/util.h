@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 struct bg_err;
@@ -50,6 +51,9 @@ bool str_has_prefix(const char *s, const char *prefix);
 /* Milliseconds on CLOCK_MONOTONIC / CLOCK_REALTIME. */
 int64_t now_mono_ms(void);
 int64_t now_wall_ms(void);
+
+/* The absolute time timeout_ms from now on clock c, for timed waits. */
+struct timespec deadline_after_ms(clockid_t c, int timeout_ms);
 
 /* Format wall-clock ms as RFC 3339 UTC ("2026-11-23T15:40:00.123Z") into buf. */
 void format_time_ms(int64_t ms, char *buf, size_t len);

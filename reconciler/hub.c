@@ -48,14 +48,7 @@ void hub_publish(struct hub *h, uint64_t seq)
 
 uint64_t hub_wait(struct hub *h, uint64_t after, int timeout_ms, bool *closed)
 {
-        struct timespec dl;
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += timeout_ms / 1000;
-        dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000L;
-        }
+        struct timespec dl = deadline_after_ms(CLOCK_MONOTONIC, timeout_ms);
         pthread_mutex_lock(&h->mu);
         while (h->seq <= after && !h->closed)
                 if (pthread_cond_timedwait(&h->cv, &h->mu, &dl) == ETIMEDOUT)

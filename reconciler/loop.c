@@ -387,14 +387,7 @@ void loop_resync(struct loop *l)
 
 bool loop_wait_idle(struct loop *l, int timeout_ms)
 {
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += timeout_ms / 1000;
-        dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000L;
-        }
+        struct timespec dl = deadline_after_ms(CLOCK_REALTIME, timeout_ms);
         pthread_mutex_lock(&l->mu);
         while (l->fifo_len || l->running)
                 if (pthread_cond_timedwait(&l->idle_cv, &l->mu, &dl) == ETIMEDOUT)
