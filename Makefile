@@ -9,7 +9,7 @@ SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 PYTEST_ARGS ?=
 
-PKGS := yaml-0.1 lmdb libmicrohttpd jansson libcurl
+PKGS := yaml-0.1 lmdb libmicrohttpd jansson libcurl libarchive
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -82,8 +82,10 @@ $(BUILD)/bench/%: $(call obj,bench/%.c) $(RECON_LIB) $(COMMON_LIB)
 # Every build and test dependency, from Debian's mirror; apt-get skips what
 # is already installed, so running it twice changes nothing.
 DEB_PKGS := build-essential pkg-config libyaml-dev liblmdb-dev libmicrohttpd-dev \
-            libjansson-dev libcurl4-openssl-dev libcmocka-dev python3 python3-pytest \
-            python3-jsonschema python3-yaml curl
+            libjansson-dev libcurl4-openssl-dev libarchive-dev libcmocka-dev python3 python3-pytest \
+            python3-jsonschema python3-yaml curl \
+            qemu-system-x86 qemu-utils e2fsprogs busybox-static dropbear-bin debootstrap \
+            openssh-client iproute2 xz-utils zstd
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -196,9 +196,18 @@ static const struct bg_spec *applied_spec(struct work *w)
         return w->applied;
 }
 
+static int save(struct work *w, const char *type, const char *msg, struct bg_err **err);
+
+/* driver_vm.persist: write the handles now (a VMM about to exec). */
+static int persist_handles(struct driver_vm *vm, struct bg_err **err)
+{
+        return save(vm->persist_arg, NULL, NULL, err);
+}
+
 static struct driver_vm vm_of(struct work *w)
 {
-        return (struct driver_vm){ w->rec.name, w->rec.id, w->applied, w->handles };
+        return (struct driver_vm){ .name = w->rec.name, .id = w->rec.id, .spec = w->applied,
+                                   .handles = w->handles, .persist = persist_handles, .persist_arg = w };
 }
 
 static void load(struct work *w)

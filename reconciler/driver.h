@@ -12,9 +12,11 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct bg_err;
 struct bg_spec;
+struct bg_config;
 
 /* What the loop hands a driver for one VM. */
 struct driver_vm {
@@ -24,6 +26,20 @@ struct driver_vm {
                                          prepare and start, may be NULL for the others */
         json_t *handles;              /* driver-owned JSON object; drivers may add keys.
                                          The loop stores it after each call. */
+        /* Commit handles to the store now.  A driver that spawns a VMM calls
+         * it between fork and exec, so the VMM's pid and start time are
+         * recorded before it runs (write-ahead).  NULL in unit tests. */
+        int (*persist)(struct driver_vm *vm, struct bg_err **err);
+        void *persist_arg;
+};
+
+/* What every driver gets at construction. */
+struct driver_env {
+        const char *state_dir;    /* daemon state: kernels/, images/, vms/<id>/ disks */
+        const char *run_dir;      /* runtime: vms/<id>/ sockets, logs, pid files */
+        const char *cache_dir;
+        const char *ssh_dir;      /* banger's SSH key (id_ed25519.pub), when present */
+        const struct bg_config *cfg;   /* qemu_bin, firecracker_bin, ... */
 };
 
 enum vm_observed {
@@ -76,5 +92,8 @@ struct driver {
 
 /* Driver factories.  state_dir/run_dir are the daemon's paths. */
 int driver_fake_new(const char *state_dir, const char *run_dir, struct driver **out, struct bg_err **err);
+/* -ENOENT with a clear message when the hypervisor binary is missing. */
+int driver_qemu_new(const struct driver_env *env, struct driver **out, struct bg_err **err);
+int driver_firecracker_new(const struct driver_env *env, struct driver **out, struct bg_err **err);
 
 #endif

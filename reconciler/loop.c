@@ -257,7 +257,7 @@ static int recheck_record_cb(const struct store_record *r, void *arg)
         bool check = !p.valid || p.hash != r->spec_hash || r->failures;
         if (!check) {
                 json_t *h = r->handles_json ? json_loads(r->handles_json, 0, NULL) : json_object();
-                struct driver_vm vm = { r->name, r->id, NULL, h };
+                struct driver_vm vm = { .name = r->name, .id = r->id, .handles = h };
                 struct driver_probe pr = { VM_ABSENT, -1 };
                 if (l->c.driver->ops->probe(l->c.driver, &vm, &pr, NULL) < 0)
                         check = true;
