@@ -507,30 +507,47 @@ int spec_parse_buffer(const char *path, const char *buf, size_t len, struct spec
         return 0;
 }
 
+struct spec_file *spec_file_error(const char *path, const char *reason)
+{
+        struct spec_file *f = xcalloc(1, sizeof *f);
+        f->path = xstrdup(path);
+        struct yn_msg m = { 0, 0, (char *)"", (char *)reason };
+        add_error(&f->errors, &f->n_errors, f->path, &m);
+        return f;
+}
+
+/* A read error as a file-level spec error. */
+static struct spec_file *read_error(const char *path, const struct bg_err *err)
+{
+        if (err->code == EFBIG) {
+                _cleanup_free_ char *r = xasprintf("file is larger than %d bytes", SPEC_MAX_FILE_BYTES);
+                return spec_file_error(path, r);
+        }
+        if (err->code == EINVAL)
+                return spec_file_error(path, "not a regular file");
+        if (err->code == EPERM)
+                return spec_file_error(path, err->msg);
+        _cleanup_free_ char *r = xasprintf("cannot read: %s", strerror(err->code));
+        /* strerror is capitalised; our messages are not */
+        size_t p = strlen("cannot read: ");
+        if (r[p] >= 'A' && r[p] <= 'Z')
+                r[p] = (char)(r[p] - 'A' + 'a');
+        return spec_file_error(path, r);
+}
+
 int spec_parse_path(const char *path, struct spec_file **out)
+{
+        return spec_parse_path_owned(path, (uid_t)-1, out);
+}
+
+int spec_parse_path_owned(const char *path, uid_t owner, struct spec_file **out)
 {
         _cleanup_free_ char *buf = NULL;
         size_t len = 0;
         struct bg_err *err = NULL;
-        if (read_file_limited(path, SPEC_MAX_FILE_BYTES, &buf, &len, &err) < 0) {
-                struct spec_file *f = xcalloc(1, sizeof *f);
-                f->path = xstrdup(path);
-                struct yn_msg m = { 0, 0, (char *)"", NULL };
-                if (err->code == EFBIG)
-                        m.reason = xasprintf("file is larger than %d bytes", SPEC_MAX_FILE_BYTES);
-                else if (err->code == EINVAL)
-                        m.reason = xstrdup("not a regular file");
-                else {
-                        m.reason = xasprintf("cannot read: %s", strerror(err->code));
-                        /* strerror is capitalised; our messages are not */
-                        size_t p = strlen("cannot read: ");
-                        if (m.reason[p] >= 'A' && m.reason[p] <= 'Z')
-                                m.reason[p] = (char)(m.reason[p] - 'A' + 'a');
-                }
-                add_error(&f->errors, &f->n_errors, f->path, &m);
-                free(m.reason);
+        if (read_file_owned(path, SPEC_MAX_FILE_BYTES, owner, &buf, &len, &err) < 0) {
+                *out = read_error(path, err);
                 bg_err_free(err);
-                *out = f;
                 return 0;
         }
         return spec_parse_buffer(path, buf, len, out);

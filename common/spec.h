@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct bg_err;
 
@@ -128,6 +129,15 @@ int spec_parse_buffer(const char *path, const char *buf, size_t len, struct spec
 /* Read path (at most SPEC_MAX_FILE_BYTES) and parse it.  A file that cannot
  * be read or is too large yields a spec_file with one file-level error. */
 int spec_parse_path(const char *path, struct spec_file **out);
+
+/* Like spec_parse_path, but the file (after any symlink) must belong to
+ * uid owner ((uid_t)-1: anyone).  bangerd runs as root and reads a folder
+ * its user controls: this keeps a symlink from making it read, and echo in
+ * errors, a file the user could not read. */
+int spec_parse_path_owned(const char *path, uid_t owner, struct spec_file **out);
+
+/* A spec_file holding one file-level error (reason is copied). */
+struct spec_file *spec_file_error(const char *path, const char *reason);
 
 /* True when the file has no file-level error and every document is valid. */
 bool spec_file_ok(const struct spec_file *f);

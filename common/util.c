@@ -131,6 +131,11 @@ void format_time_ms(int64_t ms, char *buf, size_t len)
 
 int read_file_limited(const char *path, size_t max, char **out, size_t *len, struct bg_err **err)
 {
+        return read_file_owned(path, max, (uid_t)-1, out, len, err);
+}
+
+int read_file_owned(const char *path, size_t max, uid_t owner, char **out, size_t *len, struct bg_err **err)
+{
         /* O_NONBLOCK: a FIFO planted where a file is expected must not hang us. */
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
@@ -140,6 +145,9 @@ int read_file_limited(const char *path, size_t max, char **out, size_t *len, str
                 return bg_error(err, errno, "stat '%s': %s", path, strerror(errno));
         if (!S_ISREG(st.st_mode))
                 return bg_error(err, EINVAL, "'%s' is not a regular file", path);
+        if (owner != (uid_t)-1 && st.st_uid != owner)
+                return bg_error(err, EPERM, "file belongs to uid %u, not to the folder's owner (uid %u)",
+                                (unsigned)st.st_uid, (unsigned)owner);
         if ((size_t)st.st_size > max)
                 return bg_error(err, EFBIG, "'%s' is larger than %zu bytes", path, max);
         size_t cap = (size_t)st.st_size + 1, n = 0;

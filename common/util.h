@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,6 +62,10 @@ void format_time_ms(int64_t ms, char *buf, size_t len);
 /* Read a whole regular file of at most max bytes into a NUL-terminated heap
  * buffer (*out, length in *len).  Larger files fail with EFBIG. */
 int read_file_limited(const char *path, size_t max, char **out, size_t *len, struct bg_err **err);
+
+/* read_file_limited, and the file must belong to uid owner ((uid_t)-1:
+ * any owner); another owner fails with EPERM. */
+int read_file_owned(const char *path, size_t max, uid_t owner, char **out, size_t *len, struct bg_err **err);
 
 /* Write data to path atomically: a temp file in the same folder, fsync,
  * rename.  mode applies to the new file. */

@@ -166,11 +166,13 @@ static void files_changed(struct loop *l, char **fnames, size_t n)
 {
         struct spec_file **parsed = xcalloc(n, sizeof *parsed);
         char **paths = xcalloc(n, sizeof *paths);
+        struct stat dir;
+        uid_t owner = stat(l->c.sandboxes_dir, &dir) == 0 ? dir.st_uid : 0;
         for (size_t i = 0; i < n; i++) {
                 struct stat st;
                 paths[i] = xasprintf("%s/%s", l->c.sandboxes_dir, fnames[i]);
-                if (stat(paths[i], &st) == 0)
-                        spec_parse_path(paths[i], &parsed[i]);
+                if (lstat(paths[i], &st) == 0)
+                        spec_parse_path_owned(paths[i], owner, &parsed[i]);
                 log_debug("file %s path=%s", parsed[i] ? "changed" : "removed", paths[i]);
         }
         pthread_mutex_lock(&l->mu);
@@ -472,7 +474,7 @@ int loop_run(struct loop *l, int stop_fd, struct bg_err **err)
                 if (n > 0 && (pfd[0].revents & POLLIN)) {
                         char **names = NULL;
                         size_t nn = 0;
-                        int overflow = watch_drain(l->inotify_fd, 20, &names, &nn) < 0;
+                        int overflow = watch_drain(l->inotify_fd, l->c.sandboxes_dir, 20, &names, &nn) < 0;
                         files_changed(l, names, nn);
                         for (size_t i = 0; i < nn; i++)
                                 free(names[i]);

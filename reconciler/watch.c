@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -22,7 +23,7 @@ int watch_open(const char *dir, int *fd, struct bg_err **err)
         int f = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (f < 0)
                 return bg_error(err, errno, "inotify_init1: %s", strerror(errno));
-        if (inotify_add_watch(f, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+        if (inotify_add_watch(f, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
                                               IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR) < 0) {
                 int e = errno;
                 close(f);
@@ -46,7 +47,7 @@ static void add_name(struct pending *p, const char *name)
         p->names[p->n++] = xstrdup(name);
 }
 
-int watch_drain(int fd, int settle_ms, char ***names, size_t *n_names)
+int watch_drain(int fd, const char *dir, int settle_ms, char ***names, size_t *n_names)
 {
         char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
         struct pending p = { 0 };
@@ -78,8 +79,18 @@ int watch_drain(int fd, int settle_ms, char ***names, size_t *n_names)
                                 open_cookie = ev->cookie;
                         else if ((ev->mask & IN_MOVED_TO) && ev->cookie == open_cookie)
                                 open_cookie = 0;
-                        if (ev->len && watch_is_spec_name(ev->name))
-                                add_name(&p, ev->name);
+                        if (!ev->len || !watch_is_spec_name(ev->name))
+                                continue;
+                        /* A new regular file is read when it is closed; a new
+                         * symlink never is, so it counts when it appears. */
+                        if ((ev->mask & (IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)) ==
+                            IN_CREATE) {
+                                struct stat st;
+                                _cleanup_free_ char *path = xasprintf("%s/%s", dir, ev->name);
+                                if (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode))
+                                        continue;
+                        }
+                        add_name(&p, ev->name);
                 }
         }
         *names = p.names;

@@ -1,6 +1,7 @@
 /* watch: inotify on the sandboxes folder.
  *
- * Only *.yaml / *.yml files count, and never hidden ones (editors' temp and
+ * Only *.yaml / *.yml files count (regular files when written and closed,
+ * symlinks when created), and never hidden ones (editors' temp and
  * lock files start with '.' or end in '~', '.swp', ...).  Events are read in
  * batches and folded per file name, so a write-then-rename save, or a file
  * moved within the folder, becomes one change per file, never a delete
@@ -26,6 +27,6 @@ int watch_open(const char *dir, int *fd, struct bg_err **err);
  * created, moved or removed; the caller looks at the folder to see which,
  * and must apply the whole batch at once so both sides of a rename land
  * together.  Returns -1 on overflow: the caller must rescan the folder. */
-int watch_drain(int fd, int settle_ms, char ***names, size_t *n);
+int watch_drain(int fd, const char *dir, int settle_ms, char ***names, size_t *n);
 
 #endif

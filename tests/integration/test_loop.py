@@ -353,3 +353,22 @@ def test_fifo_in_folder_does_not_hang_startup(make_daemon):
     d.wait_converged("web")
     assert any("fifo.yaml" in e["message"] and "not a regular file" in e["message"]
                for e in d.events() if e["type"] == "SpecInvalid")
+
+
+def test_spec_file_not_owned_by_folder_owner_is_refused(daemon, tmp_path):
+    """bangerd (root) must not read, and echo in errors, a file the folder's
+    owner could not: a symlink to someone else's file is an error."""
+    secret = tmp_path / "secret.yaml"
+    secret.write_text(spec("stolen"))
+    os.chown(secret, 12345, 12345)
+    os.symlink(secret, daemon.sandboxes / "link.yaml")
+    daemon.write_spec("web.yaml", spec("web"))
+    daemon.wait_converged("web")
+    assert daemon.sandbox("stolen") is None
+    assert any("link.yaml" in e["message"] and "belongs to uid 12345" in e["message"]
+               for e in daemon.events() if e["type"] == "SpecInvalid")
+    # A symlink to a file of the folder's owner is fine.
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(spec("mine"))
+    os.symlink(mine, daemon.sandboxes / "mine.yaml")
+    daemon.wait_converged("mine")

@@ -110,7 +110,7 @@ static char *drain(const struct fx *f, int *rc)
 {
         char **v = NULL;
         size_t n = 0;
-        int r = watch_drain(f->fd, SETTLE_MS, &v, &n);
+        int r = watch_drain(f->fd, f->dir, SETTLE_MS, &v, &n);
         if (rc)
                 *rc = r;
         else
@@ -253,9 +253,36 @@ static void test_open_missing_folder_fails(void **state)
         bg_err_free(e);
 }
 
+static void test_new_symlink_counts_but_open_file_waits_for_close(void **state)
+{
+        struct fx *f = *state;
+        char target[128], link[128], path[128];
+        snprintf(target, sizeof target, "%s/.target", f->dir);
+        snprintf(link, sizeof link, "%s/link.yaml", f->dir);
+        int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+        free(drain(f, NULL));
+        assert_int_equal(symlink(target, link), 0);
+        char *got = drain(f, NULL);
+        assert_string_equal(got, "link.yaml");
+        free(got);
+        snprintf(path, sizeof path, "%s/open.yaml", f->dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        got = drain(f, NULL);
+        assert_string_equal(got, "");   /* created, still open: not yet */
+        free(got);
+        close(fd);
+        got = drain(f, NULL);
+        assert_string_equal(got, "open.yaml");
+        free(got);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_new_symlink_counts_but_open_file_waits_for_close, setup, teardown),
                 cmocka_unit_test(test_is_spec_name_table),
                 cmocka_unit_test(test_open_missing_folder_fails),
                 cmocka_unit_test_setup_teardown(test_nothing_pending_gives_nothing, setup, teardown),
