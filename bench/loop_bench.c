@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "driver.h"
+#include "drivers.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -25,7 +26,7 @@ struct rig {
         char root[64];
         char *sandboxes;
         struct store *store;
-        struct driver *drv;
+        struct drivers ds;
         struct hub *hub;
         struct loop *loop;
         struct bg_config cfg;
@@ -62,11 +63,13 @@ static void rig_up(struct rig *r, int workers)
         _cleanup_free_ char *run = xasprintf("%s/run", r->root);
         _cleanup_free_ char *db = xasprintf("%s/state/db", r->root);
         if (mkdir_p(r->sandboxes, 0755, &err) < 0 || mkdir_p(state, 0700, &err) < 0 ||
-            driver_fake_new(state, run, &r->drv, &err) < 0 || store_open(db, &r->store, &err) < 0)
+            driver_fake_new(state, run, &r->ds.v[0], &err) < 0 || store_open(db, &r->store, &err) < 0)
                 die(err);
         r->hub = hub_new(0);
         r->stop_fd = eventfd(0, EFD_CLOEXEC);
-        struct loop_config lc = { r->sandboxes, &r->cfg, r->store, r->drv, r->hub, workers, 3600 * 1000 };
+        r->ds.n = 1;
+        r->ds.forced = true;
+        struct loop_config lc = { r->sandboxes, &r->cfg, r->store, &r->ds, r->hub, workers, 3600 * 1000 };
         if (loop_new(&lc, &r->loop, &err) < 0)
                 die(err);
 }
@@ -89,7 +92,7 @@ static void rig_down(struct rig *r)
         hub_close(r->hub);
         hub_free(r->hub);
         store_close(r->store);
-        r->drv->ops->free(r->drv);
+        drivers_release(&r->ds);
         close(r->stop_fd);
         rm_rf(r->root, NULL);
         free(r->sandboxes);

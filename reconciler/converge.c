@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "drivers.h"
 #include "err.h"
 #include "fault.h"
 #include "hub.h"
@@ -105,7 +106,10 @@ struct work {
         struct store_record rec;
         bool has_rec;
         bool dirty;                 /* rec differs from the store */
+        bool unsaved_create;        /* rec is new: its "Pending" event goes out with the first save */
         json_t *handles;            /* rec's driver handles, parsed */
+        struct driver *drv;         /* the record's driver; NULL before prepare picks one */
+        const char *drv_missing;    /* the record's driver is not one this bangerd runs */
         struct bg_spec *applied;    /* rec's spec resolved for the driver; NULL until needed */
         uint64_t applied_hash;      /* the spec_hash applied belongs to */
         struct desired *d;          /* this step's desired state, NULL: no file claims the name */
@@ -126,6 +130,13 @@ static int save(struct work *w, const char *type, const char *msg, struct bg_err
                 return -EIO;
         if (store_record_put(t, r, err) < 0)
                 goto fail;
+        if (w->unsaved_create) {
+                json_t *ev = event_new(r->name, r->id, "PhaseChanged", phase_name(PHASE_PENDING), "new sandbox");
+                int rc = store_event_append(t, ev, &seq, err);
+                json_decref(ev);
+                if (rc < 0)
+                        goto fail;
+        }
         if (type) {
                 json_t *ev = event_new(r->name, r->id, type, phase_name(r->phase), msg);
                 int rc = store_event_append(t, ev, &seq, err);
@@ -136,6 +147,7 @@ static int save(struct work *w, const char *type, const char *msg, struct bg_err
         if (store_txn_commit(t, err) < 0)
                 return -EIO;
         w->dirty = false;
+        w->unsaved_create = false;
         publish(w->l, seq);
         return 0;
 fail:
@@ -221,6 +233,12 @@ static void load(struct work *w)
                 json_decref(w->handles);
                 w->handles = json_object();
         }
+        const char *dname = json_string_value(json_object_get(w->handles, "driver"));
+        w->drv = drivers_find(w->l->c.drivers, dname);
+        if (dname && !w->drv)
+                w->drv_missing = dname;
+        if (w->drv)
+                loop_note_driver(w->l, w->rec.id, w->drv);
 }
 
 /* Refresh desired state and probe the VM for the next step. */
@@ -243,9 +261,11 @@ static void observe(struct work *w)
         w->probe = (struct driver_probe){ VM_ABSENT, -1 };
         if (!w->has_rec)
                 return;
+        if (!w->drv)
+                return;
         struct driver_vm vm = vm_of(w);
         struct bg_err *err = NULL;
-        if (l->c.driver->ops->probe(l->c.driver, &vm, &w->probe, &err) < 0) {
+        if (w->drv->ops->probe(w->drv, &vm, &w->probe, &err) < 0) {
                 log_warn("probe name=%s: %s", w->name, bg_err_msg(err));
                 w->probe.vm = VM_ABSENT;
         }
@@ -270,8 +290,11 @@ static int do_create_record(struct work *w, struct bg_err **err)
         w->has_rec = true;
         json_decref(w->handles);
         w->handles = json_object();
-        if (save(w, "PhaseChanged", "new sandbox", err) < 0)
-                return -EIO;
+        /* The record is committed together with the next step's intent
+         * (Creating): it still exists before anything named after its id,
+         * and a creation costs one commit less. */
+        w->dirty = true;
+        w->unsaved_create = true;
         log_info("created record name=%s id=%s", r->name, r->id);
         return fault_hit("create-record.after", r->name, err);
 }
@@ -337,6 +360,7 @@ static int do_forget(struct work *w, struct bg_err **err)
                 return -EIO;
         publish(w->l, seq);
         log_info("deleted name=%s id=%s", r->name, r->id);
+        loop_note_driver(w->l, r->id, NULL);
         store_record_release(r);
         w->has_rec = false;
         w->dirty = false;
@@ -345,7 +369,6 @@ static int do_forget(struct work *w, struct bg_err **err)
 
 static int execute(struct work *w, const struct plan_step *s, struct bg_err **err)
 {
-        struct driver *drv = w->l->c.driver;
         struct store_record *r = &w->rec;
         if (s->action == PLAN_CREATE_RECORD)
                 return do_create_record(w, err);
@@ -354,6 +377,29 @@ static int execute(struct work *w, const struct plan_step *s, struct bg_err **er
         if (s->action == PLAN_PREPARE || s->action == PLAN_START || s->action == PLAN_RESTART) {
                 if (!applied_spec(w))
                         return bg_error(err, EINVAL, "applied spec of '%s' is unreadable", r->name);
+        }
+        if (!w->drv && s->action == PLAN_PREPARE) {
+                /* The sandbox's hypervisor is chosen once, then remembered. */
+                if (drivers_pick(w->l->c.drivers, w->applied, &w->drv, err) < 0)
+                        return -EIO;
+                json_object_set_new(w->handles, "driver", json_string(w->drv->ops->name));
+                loop_note_driver(w->l, r->id, w->drv);
+                if (save(w, NULL, NULL, err) < 0)
+                        return -EIO;
+        }
+        struct driver *drv = w->drv;
+        bool driver_step = s->action == PLAN_PREPARE || s->action == PLAN_START || s->action == PLAN_RESTART ||
+                           s->action == PLAN_STOP || s->action == PLAN_CLEANUP;
+        if (driver_step && !drv) {
+                /* Nothing was ever made: stop and cleanup have nothing to do. */
+                if (s->action == PLAN_STOP || s->action == PLAN_CLEANUP) {
+                        if (s->action == PLAN_CLEANUP)
+                                r->flags &= ~REC_PREPARED;
+                        w->dirty = true;
+                        return s->action == PLAN_STOP && r->phase != PHASE_DELETING
+                                       ? set_phase(w, PHASE_STOPPED, "vm stopped", err) : 0;
+                }
+                return bg_error(err, EINVAL, "no driver recorded for '%s'", r->name);
         }
         struct driver_vm vm = vm_of(w);
 
@@ -393,6 +439,8 @@ static int execute(struct work *w, const struct plan_step *s, struct bg_err **er
                         return bg_error_wrap(err, "cleanup");
                 r->flags &= ~REC_PREPARED;
                 json_object_clear(w->handles);
+                w->drv = NULL;   /* a recreate may move to another hypervisor */
+                loop_note_driver(w->l, r->id, NULL);
                 w->dirty = true;
                 return 0;
         case PLAN_FORGET:
@@ -469,8 +517,18 @@ void converge(struct loop *l, const char *name)
 {
         struct work w = { .l = l, .name = name };
         load(&w);
+        if (w.drv_missing) {
+                /* Acting without its driver could leak or duplicate its VM. */
+                _cleanup_free_ char *msg = xasprintf("made by driver %s, which this bangerd does not run; "
+                                                     "restart bangerd with that driver to manage it", w.drv_missing);
+                if (!w.rec.message || strcmp(w.rec.message, msg) != 0) {
+                        set_message(&w.rec, msg);
+                        save(&w, "ActionFailed", msg, NULL);
+                }
+                log_warn("name=%s %s", name, msg);
+        }
         int i;
-        for (i = 0; i < MAX_STEPS; i++) {
+        for (i = 0; i < MAX_STEPS && !w.drv_missing; i++) {
                 observe(&w);
                 struct plan_input in = plan_input_of(&w);
                 struct plan_step s = plan_next(&in);
@@ -498,7 +556,7 @@ void converge(struct loop *l, const char *name)
                         break;
                 }
         }
-        if (i == MAX_STEPS) {
+        if (i == MAX_STEPS && !w.drv_missing) {
                 log_error("reconcile name=%s did not converge in %d steps", name, MAX_STEPS);
                 loop_requeue_after(l, name, BACKOFF_CAP_MS);
         }

@@ -66,7 +66,11 @@ struct driver_ops {
         int (*stop)(struct driver *d, struct driver_vm *vm, int timeout_ms, struct bg_err **err);
         /* Hard stop now. */
         int (*kill)(struct driver *d, struct driver_vm *vm, struct bg_err **err);
-        /* Observe the VMM without changing anything. */
+        /* Observe the VMM without changing anything.  Cheap: the resync pass
+         * probes every sandbox.  vm->handles may be NULL there (a known VM,
+         * answered from the driver's memory); a driver that needs handles to
+         * adopt an unknown VM answers VM_ABSENT and the loop probes again
+         * with them. */
         int (*probe)(struct driver *d, struct driver_vm *vm, struct driver_probe *out, struct bg_err **err);
         /* Remove every object of the VM (VMM, disks, sockets, run dir). */
         int (*cleanup)(struct driver *d, struct driver_vm *vm, struct bg_err **err);

@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "driver.h"
+#include "drivers.h"
 #include "err.h"
 #include "hub.h"
 #include "index.h"
@@ -92,6 +93,16 @@ static void delay_locked(struct loop *l, const char *name, int64_t due_mono)
         }
         l->delayed = xreallocarray(l->delayed, l->n_delayed + 1, sizeof *l->delayed);
         l->delayed[l->n_delayed++] = (struct delayed){ xstrdup(name), due_mono };
+}
+
+void loop_note_driver(struct loop *l, const char *id, struct driver *drv)
+{
+        pthread_mutex_lock(&l->mu);
+        if (drv)
+                strmap_put(l->driver_by_id, id, drv);
+        else
+                strmap_del(l->driver_by_id, id);
+        pthread_mutex_unlock(&l->mu);
 }
 
 void loop_requeue_after(struct loop *l, const char *name, int64_t wait_ms)
@@ -258,10 +269,21 @@ static int recheck_record_cb(const struct store_record *r, void *arg)
         pthread_mutex_unlock(&l->mu);
         bool check = !p.valid || p.hash != r->spec_hash || r->failures;
         if (!check) {
-                json_t *h = r->handles_json ? json_loads(r->handles_json, 0, NULL) : json_object();
+                /* Known records are probed without their handles (drivers
+                 * answer from memory); only unknown ones pay for parsing. */
+                pthread_mutex_lock(&l->mu);
+                struct driver *drv = strmap_get(l->driver_by_id, r->id);
+                pthread_mutex_unlock(&l->mu);
+                json_t *h = NULL;
+                if (!drv && r->handles_json) {
+                        h = json_loads(r->handles_json, 0, NULL);
+                        drv = drivers_find(l->c.drivers, json_string_value(json_object_get(h, "driver")));
+                        if (drv)
+                                loop_note_driver(l, r->id, drv);
+                }
                 struct driver_vm vm = { .name = r->name, .id = r->id, .handles = h };
                 struct driver_probe pr = { VM_ABSENT, -1 };
-                if (l->c.driver->ops->probe(l->c.driver, &vm, &pr, NULL) < 0)
+                if (drv && drv->ops->probe(drv, &vm, &pr, NULL) < 0)
                         check = true;
                 json_decref(h);
                 struct plan_input in = {
@@ -317,17 +339,19 @@ static int stray_alloc_cb(const char *pool, const char *key, const char *owner, 
  * (write-ahead), so a live sandbox's objects always find their record. */
 static void gc_pass(struct loop *l)
 {
-        struct driver *drv = l->c.driver;
         struct bg_err *err = NULL;
-        char **owned = NULL;
-        size_t n_owned = 0;
         struct store_txn *t = NULL;
         struct strmap *ids = strmap_new();
         struct alloc_gc a = { ids, NULL, 0 };
+        struct drivers *ds = l->c.drivers;
+        char **owned[DRIVERS_MAX] = { 0 };
+        size_t n_owned[DRIVERS_MAX] = { 0 };
+        bool listed = true;
 
-        if (drv->ops->list_owned(drv, &owned, &n_owned, &err) < 0)
-                goto out;
-        if (store_txn_begin(l->c.store, false, &t, &err) < 0)
+        for (size_t d = 0; d < ds->n; d++)
+                if (ds->v[d]->ops->list_owned(ds->v[d], &owned[d], &n_owned[d], &err) < 0)
+                        listed = false;
+        if (!listed || store_txn_begin(l->c.store, false, &t, &err) < 0)
                 goto out;
         int rc = store_record_foreach(t, collect_id_cb, ids, &err);
         if (rc == 0)
@@ -335,18 +359,22 @@ static void gc_pass(struct loop *l)
         store_txn_abort(t);
         if (rc < 0)
                 goto out;
-        for (size_t i = 0; i < n_owned; i++) {
-                if (strmap_get(ids, owned[i]))
-                        continue;
-                if (drv->ops->remove_owned(drv, owned[i], &err) < 0) {
-                        log_warn("gc: remove id=%s: %s", owned[i], bg_err_msg(err));
-                        bg_err_free(err);
-                        err = NULL;
-                        continue;
+        for (size_t d = 0; d < ds->n; d++) {
+                struct driver *drv = ds->v[d];
+                for (size_t i = 0; i < n_owned[d]; i++) {
+                        if (strmap_get(ids, owned[d][i]))
+                                continue;
+                        struct bg_err *e = NULL;
+                        if (drv->ops->remove_owned(drv, owned[d][i], &e) < 0) {
+                                log_warn("gc %s: remove id=%s: %s", drv->ops->name, owned[d][i], bg_err_msg(e));
+                                bg_err_free(e);
+                                continue;
+                        }
+                        log_info("gc %s: removed stray objects id=%s", drv->ops->name, owned[d][i]);
+                        _cleanup_free_ char *m = xasprintf("removed %s objects of %s that no record claims",
+                                                           drv->ops->name, owned[d][i]);
+                        loop_emit(l, NULL, owned[d][i], "GarbageCollected", NULL, m);
                 }
-                log_info("gc: removed stray objects id=%s", owned[i]);
-                _cleanup_free_ char *m = xasprintf("removed objects of %s that no record claims", owned[i]);
-                loop_emit(l, NULL, owned[i], "GarbageCollected", NULL, m);
         }
         if (a.n && store_txn_begin(l->c.store, true, &t, &err) == 0) {
                 for (size_t i = 0; i + 1 < a.n; i += 2)
@@ -358,9 +386,11 @@ out:
         if (err)
                 log_warn("gc: %s", bg_err_msg(err));
         bg_err_free(err);
-        for (size_t i = 0; i < n_owned; i++)
-                free(owned[i]);
-        free(owned);
+        for (size_t d = 0; d < ds->n; d++) {
+                for (size_t i = 0; i < n_owned[d]; i++)
+                        free(owned[d][i]);
+                free(owned[d]);
+        }
         for (size_t i = 0; i < a.n; i++)
                 free(a.keys[i]);
         free(a.keys);
@@ -416,6 +446,7 @@ int loop_new(const struct loop_config *c, struct loop **out, struct bg_err **err
         pthread_cond_init(&l->idle_cv, NULL);
         l->ix = index_new();
         l->qstate = strmap_new();
+        l->driver_by_id = strmap_new();
         l->inotify_fd = -1;
         if (watch_open(c->sandboxes_dir, &l->inotify_fd, err) < 0) {
                 loop_free(l);
@@ -460,13 +491,19 @@ int loop_run(struct loop *l, int stop_fd, struct bg_err **err)
                         wait = to_resync;
                 if (wait < 0)
                         wait = 0;
-                struct driver *drv = l->c.driver;
-                int dfd = drv->ops->event_fd ? drv->ops->event_fd(drv) : -1;
-                struct pollfd pfd[3] = { { .fd = l->inotify_fd, .events = POLLIN }, { .fd = stop_fd, .events = POLLIN },
-                                         { .fd = dfd, .events = POLLIN } };
-                int n = poll(pfd, dfd >= 0 ? 3 : 2, wait > 60000 ? 60000 : (int)wait);
-                if (n > 0 && dfd >= 0 && (pfd[2].revents & POLLIN))
-                        drv->ops->drain_events(drv, vm_changed_cb, l);
+                struct drivers *ds = l->c.drivers;
+                struct pollfd pfd[2 + DRIVERS_MAX] = { { .fd = l->inotify_fd, .events = POLLIN },
+                                                       { .fd = stop_fd, .events = POLLIN } };
+                nfds_t nfds = 2;
+                for (size_t d = 0; d < ds->n; d++) {
+                        int dfd = ds->v[d]->ops->event_fd ? ds->v[d]->ops->event_fd(ds->v[d]) : -1;
+                        pfd[2 + d] = (struct pollfd){ .fd = dfd, .events = POLLIN };   /* -1: ignored by poll */
+                        nfds = 3 + d;
+                }
+                int n = poll(pfd, nfds, wait > 60000 ? 60000 : (int)wait);
+                for (size_t d = 0; n > 0 && d < ds->n; d++)
+                        if (pfd[2 + d].fd >= 0 && (pfd[2 + d].revents & POLLIN))
+                                ds->v[d]->ops->drain_events(ds->v[d], vm_changed_cb, l);
                 if (n < 0 && errno != EINTR)
                         return bg_error(err, errno, "poll: %s", strerror(errno));
                 if (n > 0 && (pfd[1].revents & POLLIN))
@@ -509,6 +546,7 @@ void loop_free(struct loop *l)
                 free(l->delayed[i].name);
         free(l->delayed);
         strmap_free(l->qstate);
+        strmap_free(l->driver_by_id);
         index_free(l->ix);
         if (l->inotify_fd >= 0)
                 close(l->inotify_fd);
@@ -547,6 +585,21 @@ static int cmp_str(const void *a, const void *b)
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* What status.hypervisor says: the record's driver, else the one the spec
+ * would get. */
+static const char *hypervisor_of(struct loop *l, const struct desired *d, const struct store_record *r)
+{
+        struct driver *drv = NULL;
+        if (r && r->handles_json) {
+                json_t *h = json_loads(r->handles_json, 0, NULL);
+                drv = drivers_find(l->c.drivers, json_string_value(json_object_get(h, "driver")));
+                json_decref(h);
+        }
+        if (!drv && d && d->spec && drivers_pick(l->c.drivers, d->spec, &drv, NULL) < 0)
+                drv = NULL;
+        return drv ? drv->ops->hypervisor(drv) : "";
+}
+
 json_t *loop_get_sandbox(void *arg, const char *name)
 {
         struct loop *l = arg;
@@ -556,7 +609,8 @@ json_t *loop_get_sandbox(void *arg, const char *name)
         struct store_record r;
         bool found = false;
         loop_read_record(l, name, &r, &found);
-        json_t *obj = (d || found) ? view_sandbox(name, d, found ? &r : NULL, l->c.driver->ops->hypervisor(l->c.driver)) : NULL;
+        json_t *obj = (d || found) ? view_sandbox(name, d, found ? &r : NULL, hypervisor_of(l, d, found ? &r : NULL))
+                                   : NULL;
         if (found)
                 store_record_release(&r);
         desired_free(d);

@@ -17,7 +17,7 @@
 
 struct bg_err;
 struct bg_config;
-struct driver;
+struct drivers;
 struct hub;
 struct loop;
 struct store;
@@ -26,7 +26,7 @@ struct loop_config {
         const char *sandboxes_dir;
         const struct bg_config *cfg;
         struct store *store;
-        struct driver *driver;
+        struct drivers *drivers;   /* borrowed; see drivers.h */
         struct hub *hub;
         int workers;          /* worker threads, >= 1 */
         int resync_ms;        /* full re-check and GC period */

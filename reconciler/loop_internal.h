@@ -10,6 +10,7 @@
 #include "loop.h"
 
 struct store_record;
+struct driver;
 
 #define Q_QUEUED 1u
 #define Q_RUNNING 2u
@@ -32,6 +33,7 @@ struct loop {
         struct delayed *delayed;   /* guarded by mu */
         size_t n_delayed;
         unsigned running;          /* names being reconciled; guarded by mu */
+        struct strmap *driver_by_id;   /* record id -> its driver, as converge last saw; guarded by mu */
         bool stopping;
         pthread_t *threads;
         int n_threads;
@@ -48,6 +50,10 @@ void loop_emit(struct loop *l, const char *name, const char *id, const char *typ
 
 /* converge.c: read one record; *found false when absent.  -EIO on store errors (logged). */
 int loop_read_record(struct loop *l, const char *name, struct store_record *r, bool *found);
+
+/* loop.c: remember (drv != NULL) or forget which driver a record id uses,
+ * so resync can probe without parsing every record's handles. */
+void loop_note_driver(struct loop *l, const char *id, struct driver *drv);
 
 /* loop.c: reconcile name again in wait_ms. */
 void loop_requeue_after(struct loop *l, const char *name, int64_t wait_ms);

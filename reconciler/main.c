@@ -14,6 +14,7 @@
 #include "api.h"
 #include "config.h"
 #include "driver.h"
+#include "drivers.h"
 #include "err.h"
 #include "fault.h"
 #include "hub.h"
@@ -94,16 +95,21 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         return 0;
 }
 
-static int make_driver(const char *name, const struct bg_paths *p, struct driver **out, struct bg_err **err)
+static int make_drivers(const char *name, const struct bg_paths *p, struct drivers *ds, struct bg_err **err)
 {
+        memset(ds, 0, sizeof *ds);
         if (strcmp(name, "fake") == 0) {
                 if (fault_configure(getenv("BANGER_FAULTS"), err) < 0)
                         return bg_error_wrap(err, "BANGER_FAULTS");
-                return driver_fake_new(p->state_dir, p->run_dir, out, err);
+                ds->forced = true;
+                if (driver_fake_new(p->state_dir, p->run_dir, &ds->v[0], err) < 0)
+                        return -EIO;
+                ds->n = 1;
+                return 0;
         }
-        if (strcmp(name, "qemu") == 0 || strcmp(name, "firecracker") == 0)
+        if (strcmp(name, "qemu") == 0 || strcmp(name, "firecracker") == 0 || strcmp(name, "auto") == 0)
                 return bg_error(err, ENOSYS, "driver '%s' is not yet built in this version; use --driver fake", name);
-        return bg_error(err, EINVAL, "unknown driver '%s' (want fake, qemu or firecracker)", name);
+        return bg_error(err, EINVAL, "unknown driver '%s' (want auto, qemu, firecracker or fake)", name);
 }
 
 /* One bangerd per state folder: a second one would fight the first. */
@@ -135,7 +141,7 @@ int main(int argc, char **argv)
         struct bg_paths paths;
         struct bg_config cfg = { 0 };
         struct store *store = NULL;
-        struct driver *drv = NULL;
+        struct drivers drivers = { 0 };
         struct hub *hub = NULL;
         struct loop *loop = NULL;
         struct api *api = NULL;
@@ -161,7 +167,7 @@ int main(int argc, char **argv)
         }
         if (lock_state(paths.state_dir, &lock_fd, &err) < 0)
                 goto out;
-        if (make_driver(o.driver, &paths, &drv, &err) < 0)
+        if (make_drivers(o.driver, &paths, &drivers, &err) < 0)
                 goto out;
         db = xasprintf("%s/db", paths.state_dir);
         if (store_open(db, &store, &err) < 0)
@@ -194,7 +200,7 @@ int main(int argc, char **argv)
                 .sandboxes_dir = paths.sandboxes_dir,
                 .cfg = &cfg,
                 .store = store,
-                .driver = drv,
+                .drivers = &drivers,
                 .hub = hub,
                 .workers = o.workers,
                 .resync_ms = (int)(o.resync_s * 1000),
@@ -207,7 +213,7 @@ int main(int argc, char **argv)
                 .get_sandbox = loop_get_sandbox,
                 .store = store,
                 .hub = hub,
-                .driver = drv->ops->name,
+                .driver = o.driver,
         };
         /* Detach before the API starts its threads: fork keeps only one. */
         if (!o.foreground) {
@@ -220,7 +226,7 @@ int main(int argc, char **argv)
         if (api_start(paths.socket, &src, &api, &err) < 0)
                 goto out;
         log_info("bangerd %s started root=%s driver=%s socket=%s", BANGER_VERSION,
-                 paths.root ? paths.root : "(installed)", drv->ops->name, paths.socket);
+                 paths.root ? paths.root : "(installed)", o.driver, paths.socket);
         if (loop_start(loop, &err) < 0)
                 goto out;
         if (loop_run(loop, sig_fd, &err) < 0)
@@ -239,8 +245,7 @@ out:
         loop_free(loop);
         hub_free(hub);
         store_close(store);
-        if (drv)
-                drv->ops->free(drv);
+        drivers_release(&drivers);
         config_release(&cfg);
         paths_release(&paths);
         if (sig_fd >= 0)
