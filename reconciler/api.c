@@ -154,43 +154,123 @@ static bool has_label(json_t *item, const char *key, const char *val)
         return json_is_string(v) && strcmp(json_string_value(v), val) == 0;
 }
 
+/* A streamed SandboxList: header, then one item per callback, then the
+ * footer.  Items that vanished meanwhile or fail the label filter are
+ * skipped. */
+struct list_stream {
+        const struct api_source *src;
+        char **names;
+        size_t n, next;
+        char *key, *val;        /* label filter, NULL for none */
+        char *chunk;            /* text not yet sent */
+        size_t len, off;
+        int stage;              /* 0 header, 1 items, 2 footer, 3 done */
+        bool first;
+};
+
+static void list_free(void *arg)
+{
+        struct list_stream *ls = arg;
+        for (size_t i = 0; i < ls->n; i++)
+                free(ls->names[i]);
+        free(ls->names);
+        free(ls->key);
+        free(ls->chunk);
+        free(ls);
+}
+
+static void list_set_chunk(struct list_stream *ls, char *text)
+{
+        free(ls->chunk);
+        ls->chunk = text;
+        ls->len = strlen(text);
+        ls->off = 0;
+}
+
+/* Produce the next piece of text; false when everything was produced. */
+static bool list_advance(struct list_stream *ls)
+{
+        while (ls->stage < 3) {
+                if (ls->stage == 0) {
+                        ls->stage = 1;
+                        list_set_chunk(ls, xstrdup("{\"apiVersion\":\"banger/v1\",\"kind\":\"SandboxList\",\"items\":["));
+                        return true;
+                }
+                if (ls->stage == 2) {
+                        ls->stage = 3;
+                        list_set_chunk(ls, xstrdup("]}\n"));
+                        return true;
+                }
+                if (ls->next == ls->n) {
+                        ls->stage = 2;
+                        continue;
+                }
+                json_t *it = ls->src->get_sandbox(ls->src->arg, ls->names[ls->next++]);
+                if (!it || (ls->key && !has_label(it, ls->key, ls->val))) {
+                        json_decref(it);
+                        continue;
+                }
+                char *s = json_dumps(it, JSON_COMPACT);
+                json_decref(it);
+                if (!s)
+                        abort();
+                list_set_chunk(ls, ls->first ? s : xasprintf(",%s", s));
+                if (!ls->first)
+                        free(s);
+                ls->first = false;
+                return true;
+        }
+        return false;
+}
+
+static ssize_t list_read(void *arg, uint64_t pos, char *buf, size_t max)
+{
+        (void)pos;
+        struct list_stream *ls = arg;
+        size_t out = 0;
+        while (out < max) {
+                if (ls->off == ls->len && !list_advance(ls))
+                        break;
+                size_t take = ls->len - ls->off;
+                if (take > max - out)
+                        take = max - out;
+                memcpy(buf + out, ls->chunk + ls->off, take);
+                ls->off += take;
+                out += take;
+        }
+        return out ? (ssize_t)out : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
 static enum MHD_Result list_sandboxes(struct req *rq)
 {
         const struct api_source *src = rq->a->src;
         const char *label = MHD_lookup_connection_value(rq->c, MHD_GET_ARGUMENT_KIND, "label");
         char tmp[128];
-        _cleanup_free_ char *key = NULL;
-        const char *val = NULL;
+        struct list_stream *ls = xcalloc(1, sizeof *ls);
+        ls->src = src;
+        ls->first = true;
         if (label) {
                 const char *eq = strchr(label, '=');
-                if (!eq || eq == label)
+                if (!eq || eq == label) {
+                        list_free(ls);
                         return send_error(rq, MHD_HTTP_BAD_REQUEST,
                                           "invalid label filter '%s': want key=value",
                                           clean(label, tmp, sizeof tmp));
-                key = xstrndup(label, (size_t)(eq - label));
-                val = eq + 1;
+                }
+                /* One copy holds both: "key\0value". */
+                ls->key = xstrdup(label);
+                ls->key[eq - label] = '\0';
+                ls->val = ls->key + (eq - label) + 1;
         }
-        json_t *items = src->list_sandboxes(src->arg);
-        if (!json_is_array(items)) {
-                json_decref(items);
-                log_warn("api: sandbox list unavailable");
-                return send_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "sandbox list unavailable");
-        }
-        if (key) {
-                json_t *keep = json_array();
-                size_t i;
-                json_t *it;
-                json_array_foreach(items, i, it)
-                        if (has_label(it, key, val))
-                                json_array_append(keep, it);
-                json_decref(items);
-                items = keep;
-        }
-        json_t *j = json_pack("{s:s, s:s, s:o}", "apiVersion", "banger/v1", "kind", "SandboxList",
-                              "items", items);
-        if (!j)
+        ls->names = src->list_names(src->arg, &ls->n);
+        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, list_read, ls,
+                                                                   list_free);
+        if (!r) {
+                list_free(ls);
                 abort();
-        return send_json(rq, MHD_HTTP_OK, j);
+        }
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        return reply(rq, MHD_HTTP_OK, r);
 }
 
 static enum MHD_Result get_sandbox(struct req *rq, const char *name)

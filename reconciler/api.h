@@ -6,6 +6,7 @@
 #define BANGER_API_H
 
 #include <jansson.h>
+#include <stddef.h>
 
 struct bg_err;
 struct store;
@@ -14,8 +15,10 @@ struct api;
 
 struct api_source {
         void *arg;
-        /* Every sandbox object, sorted by name: a new JSON array. */
-        json_t *(*list_sandboxes)(void *arg);
+        /* Every sandbox name, sorted: a heap array of *n heap strings.  The
+         * list is streamed one get_sandbox() at a time, so listing 10,000
+         * sandboxes never holds them all in memory. */
+        char **(*list_names)(void *arg, size_t *n);
         /* One sandbox object (new reference), or NULL when unknown. */
         json_t *(*get_sandbox)(void *arg, const char *name);
         struct store *store;   /* events are read from here */

@@ -617,7 +617,7 @@ json_t *loop_get_sandbox(void *arg, const char *name)
         return obj;
 }
 
-json_t *loop_list_sandboxes(void *arg)
+char **loop_list_names(void *arg, size_t *n)
 {
         struct loop *l = arg;
         struct list_ctx c = { strmap_new(), NULL, 0 };
@@ -631,14 +631,7 @@ json_t *loop_list_sandboxes(void *arg)
         }
         if (c.n)
                 qsort(c.v, c.n, sizeof *c.v, cmp_str);
-        json_t *arr = json_array();
-        for (size_t i = 0; i < c.n; i++) {
-                json_t *o = loop_get_sandbox(l, c.v[i]);
-                if (o)
-                        json_array_append_new(arr, o);
-                free(c.v[i]);
-        }
-        free(c.v);
         strmap_free(c.names);
-        return arr;
+        *n = c.n;
+        return c.v;
 }

@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 struct bg_err;
 struct bg_config;
@@ -49,7 +50,7 @@ void loop_resync(struct loop *l);
 bool loop_wait_idle(struct loop *l, int timeout_ms);
 
 /* For the API (api_source callbacks): new JSON values. */
-json_t *loop_list_sandboxes(void *loop);
+char **loop_list_names(void *loop, size_t *n);
 json_t *loop_get_sandbox(void *loop, const char *name);
 
 #endif

@@ -209,7 +209,7 @@ int main(int argc, char **argv)
                 goto out;
         struct api_source src = {
                 .arg = loop,
-                .list_sandboxes = loop_list_sandboxes,
+                .list_names = loop_list_names,
                 .get_sandbox = loop_get_sandbox,
                 .store = store,
                 .hub = hub,
