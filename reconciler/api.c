@@ -14,12 +14,14 @@
 #include "api.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -53,6 +55,7 @@ struct req {
         struct api *a;
         struct MHD_Connection *c;
         unsigned status;
+        const char *allow;       /* the method a 405 names */
 };
 
 /* One events response; owned by MHD's response once created. */
@@ -132,7 +135,7 @@ static enum MHD_Result send_error(struct req *rq, unsigned status, const char *f
                 abort();
         struct MHD_Response *r = json_response(j);
         if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-                MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET");
+                MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, rq->allow ? rq->allow : "GET");
         return reply(rq, status, r);
 }
 
@@ -478,6 +481,114 @@ static enum MHD_Result get_events(struct req *rq)
         return reply(rq, MHD_HTTP_OK, r);
 }
 
+/* ---- GET /v1/sandboxes/{name}/logs, POST .../kill, GET /v1/doctor ---- */
+
+/* A serial console log, sent as it is and, with follow, as it grows. */
+struct log_stream {
+        struct api *a;
+        struct MHD_Connection *c;
+        char name[64];
+        int fd;
+        bool follow;
+};
+
+static void log_stream_free(void *cls)
+{
+        struct log_stream *ls = cls;
+        if (ls->fd >= 0)
+                close(ls->fd);
+        free(ls);
+}
+
+static ssize_t log_stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+        struct log_stream *ls = cls;
+        (void)pos;
+        for (int idle = 0;; idle++) {
+                ssize_t n = read(ls->fd, out, max);
+                if (n > 0)
+                        return n;
+                if (n < 0 && errno != EINTR)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (!ls->follow || atomic_load(&ls->a->stopping))
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                if (peer_gone(ls->c))
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                /* Once a second, end when the sandbox is gone. */
+                if (idle % 5 == 4) {
+                        char *p = ls->a->src->console_path(ls->a->src->arg, ls->name);
+                        free(p);
+                        if (!p)
+                                return MHD_CONTENT_READER_END_OF_STREAM;
+                }
+                usleep(200 * 1000);
+        }
+}
+
+static enum MHD_Result get_logs(struct req *rq, const char *name)
+{
+        const struct api_source *src = rq->a->src;
+        char tmp[128];
+        if (!valid_name(name))
+                return send_error(rq, MHD_HTTP_BAD_REQUEST, "invalid sandbox name '%s'", clean(name, tmp, sizeof tmp));
+        if (!src->console_path)
+                return send_error(rq, MHD_HTTP_NOT_FOUND, "logs are not available");
+        _cleanup_free_ char *path = src->console_path(src->arg, name);
+        if (!path)
+                return send_error(rq, MHD_HTTP_NOT_FOUND, "sandbox \"%s\" has no console log (not created yet?)", name);
+        const char *q = MHD_lookup_connection_value(rq->c, MHD_GET_ARGUMENT_KIND, "follow");
+        bool follow = q && (strcmp(q, "1") == 0 || strcmp(q, "true") == 0);
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0 && !(errno == ENOENT && follow))
+                return send_error(rq, MHD_HTTP_NOT_FOUND, "sandbox \"%s\" has no console log yet", name);
+        if (fd < 0)
+                fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        struct log_stream *ls = xcalloc(1, sizeof *ls);
+        ls->a = rq->a;
+        ls->c = rq->c;
+        ls->fd = fd;
+        ls->follow = follow;
+        snprintf(ls->name, sizeof ls->name, "%s", name);
+        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, log_stream_read,
+                                                                   ls, log_stream_free);
+        if (!r) {
+                log_stream_free(ls);
+                return send_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot create response");
+        }
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+        if (follow)
+                MHD_set_connection_option(rq->c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+        return reply(rq, MHD_HTTP_OK, r);
+}
+
+static enum MHD_Result post_kill(struct req *rq, const char *name)
+{
+        const struct api_source *src = rq->a->src;
+        char tmp[128];
+        if (!valid_name(name))
+                return send_error(rq, MHD_HTTP_BAD_REQUEST, "invalid sandbox name '%s'", clean(name, tmp, sizeof tmp));
+        struct bg_err *err = NULL;
+        int rc = src->kill ? src->kill(src->arg, name, &err) : -ENOSYS;
+        if (rc == -ENOENT) {
+                bg_err_free(err);
+                return send_error(rq, MHD_HTTP_NOT_FOUND, "sandbox \"%s\" not found", name);
+        }
+        if (rc < 0) {
+                enum MHD_Result ret = send_error(rq, MHD_HTTP_CONFLICT, "kill %s: %s", name, bg_err_msg(err));
+                bg_err_free(err);
+                return ret;
+        }
+        json_t *j = json_pack("{s:s, s:s}", "kind", "Status", "message", "killed");
+        return send_json(rq, MHD_HTTP_OK, j);
+}
+
+static enum MHD_Result get_doctor(struct req *rq)
+{
+        const struct api_source *src = rq->a->src;
+        json_t *j = src->doctor ? src->doctor(src->arg) : json_object();
+        return send_json(rq, MHD_HTTP_OK, j);
+}
+
 /* ---- routing ---- */
 
 static bool has_body(struct MHD_Connection *c)
@@ -490,26 +601,38 @@ static bool has_body(struct MHD_Connection *c)
 static enum MHD_Result route(struct req *rq, const char *url, const char *method)
 {
         static const char sb_prefix[] = "/v1/sandboxes/";
-        enum { R_NONE, R_VERSION, R_LIST, R_GET, R_EVENTS } r = R_NONE;
-        const char *name = NULL;
+        enum { R_NONE, R_VERSION, R_LIST, R_GET, R_EVENTS, R_LOGS, R_KILL, R_DOCTOR } r = R_NONE;
+        _cleanup_free_ char *name = NULL;
         char tmp[128];
+        const char *want = MHD_HTTP_METHOD_GET;
 
         if (strcmp(url, "/v1/version") == 0)
                 r = R_VERSION;
         else if (strcmp(url, "/v1/sandboxes") == 0)
                 r = R_LIST;
-        else if (str_has_prefix(url, sb_prefix) && !strchr(url + sizeof sb_prefix - 1, '/')) {
-                r = R_GET;
-                name = url + sizeof sb_prefix - 1;
-        }
+        else if (strcmp(url, "/v1/doctor") == 0)
+                r = R_DOCTOR;
         else if (strcmp(url, "/v1/events") == 0)
                 r = R_EVENTS;
+        else if (str_has_prefix(url, sb_prefix)) {
+                const char *rest = url + sizeof sb_prefix - 1;
+                const char *slash = strchr(rest, '/');
+                name = slash ? xstrndup(rest, (size_t)(slash - rest)) : xstrdup(rest);
+                if (!slash)
+                        r = R_GET;
+                else if (strcmp(slash, "/logs") == 0)
+                        r = R_LOGS;
+                else if (strcmp(slash, "/kill") == 0)
+                        r = R_KILL, want = MHD_HTTP_METHOD_POST;
+        }
 
         if (r == R_NONE)
                 return send_error(rq, MHD_HTTP_NOT_FOUND, "unknown path '%s'", clean(url, tmp, sizeof tmp));
-        if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
-                return send_error(rq, MHD_HTTP_METHOD_NOT_ALLOWED, "method %s not allowed, the api only reads",
+        if (strcmp(method, want) != 0) {
+                rq->allow = want;
+                return send_error(rq, MHD_HTTP_METHOD_NOT_ALLOWED, "method %s not allowed here",
                                   clean(method, tmp, sizeof tmp));
+        }
         /* Nothing here takes input; refusing bodies up front means MHD never
          * buffers one for us. */
         if (has_body(rq->c))
@@ -520,6 +643,9 @@ static enum MHD_Result route(struct req *rq, const char *url, const char *method
         case R_LIST:    return list_sandboxes(rq);
         case R_GET:     return get_sandbox(rq, name);
         case R_EVENTS:  return get_events(rq);
+        case R_LOGS:    return get_logs(rq, name);
+        case R_KILL:    return post_kill(rq, name);
+        case R_DOCTOR:  return get_doctor(rq);
         default:        abort();
         }
 }

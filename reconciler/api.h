@@ -1,4 +1,6 @@
-/* api: the REST API on a Unix socket (libmicrohttpd + jansson), read-only.
+/* api: the REST API on a Unix socket (libmicrohttpd + jansson).  It reads,
+ * with one imperative exception (kill: an action on a process, not a change
+ * of desired state, which only the spec files carry).
  * See docs/api.md for the contract.  The API owns no state: it asks the
  * loop (through api_source) for sandbox objects and reads events from the
  * store, waking on the hub for follow streams. */
@@ -21,6 +23,12 @@ struct api_source {
         char **(*list_names)(void *arg, size_t *n);
         /* One sandbox object (new reference), or NULL when unknown. */
         json_t *(*get_sandbox)(void *arg, const char *name);
+        /* Path of name's serial console log (heap), NULL when it has none. */
+        char *(*console_path)(void *arg, const char *name);
+        /* Kill name's VMM now (POST .../kill); -ENOENT when unknown. */
+        int (*kill)(void *arg, const char *name, struct bg_err **err);
+        /* The daemon's view for `banger doctor`: a new JSON object. */
+        json_t *(*doctor)(void *arg);
         struct store *store;   /* events are read from here */
         struct hub *hub;       /* and followed through here */
         const char *driver;    /* for /v1/version */

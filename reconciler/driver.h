@@ -85,6 +85,9 @@ struct driver_ops {
         /* Optional: consume what event_fd announced, calling changed(name)
          * for each sandbox whose probe answer changed. */
         void (*drain_events)(struct driver *d, void (*changed)(const char *name, void *arg), void *arg);
+        /* Optional: what `banger doctor` should know (binary, version,
+         * acceleration and why, disk method...): a new JSON object. */
+        json_t *(*doctor)(struct driver *d);
         /* Hypervisor string for status ("fake", "qemu/tcg", ...). */
         const char *(*hypervisor)(struct driver *d);
         void (*free)(struct driver *d);

@@ -3,6 +3,7 @@
  * A fake VM leaves real traces on disk so that crashes, leaks and
  * adoption can be observed exactly as with a real hypervisor:
  *   STATE/fake/<id>/disk   its "disk" (a sparse file), made by prepare
+ *   STATE/fake/<id>/console.log  what `vm logs` shows: one line per start
  *   RUN/fake/<id>.vm       its "VMM": "running" or "exited N"; made by
  *                          start, removed by stop; tests may write
  *                          "exited N" into it to simulate a crash
@@ -179,6 +180,16 @@ static int fake_start(struct driver *d, struct driver_vm *vm, struct bg_err **er
         table_set(f, vm->id, dies ? 0 : 1, dies ? 1 : -1, vm->name);
         pthread_mutex_unlock(&f->mu);
         POINT("start", "mid", vm);
+        /* A console log, so `banger vm logs` works on fake sandboxes too. */
+        _cleanup_free_ char *console = xasprintf("%s/%s/console.log", f->disk_root, vm->id);
+        int cfd = open(console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (cfd >= 0) {
+                _cleanup_free_ char *line = xasprintf("fake: %s started (%s)\n", vm->name, dies ? "dies at once" : "running");
+                ssize_t w = write(cfd, line, strlen(line));
+                (void)w;
+                close(cfd);
+        }
+        json_object_set_new(vm->handles, "console", json_string(console));
         json_object_set_new(vm->handles, "vm", json_string(path));
         json_object_set_new(vm->handles, "started_at", json_integer(now_wall_ms()));
         POINT("start", "after", vm);

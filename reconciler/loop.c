@@ -29,6 +29,7 @@
 #include "hub.h"
 #include "index.h"
 #include "log.h"
+#include "vmdefaults.h"
 #include "plan.h"
 #include "store.h"
 #include "strmap.h"
@@ -634,4 +635,89 @@ char **loop_list_names(void *arg, size_t *n)
         strmap_free(c.names);
         *n = c.n;
         return c.v;
+}
+
+/* The record's driver and handles, for the API's imperative corners. */
+static int record_driver(struct loop *l, const char *name, struct store_record *r, json_t **h, struct driver **drv)
+{
+        bool found = false;
+        if (loop_read_record(l, name, r, &found) < 0)
+                return -EIO;
+        if (!found)
+                return -ENOENT;
+        *h = r->handles_json ? json_loads(r->handles_json, 0, NULL) : NULL;
+        if (!json_is_object(*h)) {
+                json_decref(*h);
+                *h = json_object();
+        }
+        *drv = drivers_find(l->c.drivers, json_string_value(json_object_get(*h, "driver")));
+        return 0;
+}
+
+char *loop_console_path(void *arg, const char *name)
+{
+        struct loop *l = arg;
+        struct store_record r;
+        json_t *h = NULL;
+        struct driver *drv = NULL;
+        if (record_driver(l, name, &r, &h, &drv) < 0)
+                return NULL;
+        const char *p = json_string_value(json_object_get(h, "console"));
+        char *out = p ? xstrdup(p) : NULL;
+        json_decref(h);
+        store_record_release(&r);
+        return out;
+}
+
+int loop_kill(void *arg, const char *name, struct bg_err **err)
+{
+        struct loop *l = arg;
+        struct store_record r;
+        json_t *h = NULL;
+        struct driver *drv = NULL;
+        int rc = record_driver(l, name, &r, &h, &drv);
+        if (rc < 0)
+                return rc == -ENOENT ? rc : bg_error(err, EIO, "cannot read the store");
+        if (drv) {
+                struct driver_vm vm = { .name = r.name, .id = r.id, .handles = h };
+                rc = drv->ops->kill(drv, &vm, err);
+        }
+        log_info("kill name=%s id=%s rc=%d", name, r.id, rc);
+        json_decref(h);
+        store_record_release(&r);
+        pthread_mutex_lock(&l->mu);
+        enqueue_locked(l, name);
+        pthread_mutex_unlock(&l->mu);
+        return rc;
+}
+
+json_t *loop_doctor(void *arg)
+{
+        struct loop *l = arg;
+        json_t *drivers = json_array();
+        for (size_t i = 0; i < l->c.drivers->n; i++) {
+                struct driver *d = l->c.drivers->v[i];
+                json_t *j = d->ops->doctor ? d->ops->doctor(d) : json_object();
+                json_object_set_new(j, "name", json_string(d->ops->name));
+                json_object_set_new(j, "hypervisor", json_string(d->ops->hypervisor(d)));
+                json_array_append_new(drivers, j);
+        }
+        struct bg_spec empty = { 0 };
+        struct vm_provenance prov;
+        vmdefaults_resolve(l->c.cfg, &empty, &prov);
+        char disk[32];
+        spec_size_format(empty.disk_size, disk, sizeof disk);
+        json_t *defaults = json_pack("{s:{s:i, s:s}, s:{s:i, s:s}, s:{s:s, s:s}, s:{s:s, s:s}}",
+                                     "vcpu", "value", (json_int_t)empty.vcpu, "from", prov.vcpu,
+                                     "memory_mib", "value", (json_int_t)empty.memory_mib, "from", prov.memory_mib,
+                                     "disk_size", "value", disk, "from", prov.disk_size,
+                                     "image", "value", empty.image, "from", prov.image);
+        free(empty.image);
+        pthread_mutex_lock(&l->mu);
+        size_t names = index_count(l->ix);
+        pthread_mutex_unlock(&l->mu);
+        return json_pack("{s:o, s:o, s:b, s:s, s:I}", "drivers", drivers, "vm_defaults", defaults,
+                         "firecracker_usable", l->c.drivers->firecracker_usable,
+                         "why_not_firecracker", l->c.drivers->why_not_firecracker,
+                         "specs", (json_int_t)names);
 }

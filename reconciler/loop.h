@@ -51,6 +51,9 @@ bool loop_wait_idle(struct loop *l, int timeout_ms);
 
 /* For the API (api_source callbacks): new JSON values. */
 char **loop_list_names(void *loop, size_t *n);
+char *loop_console_path(void *loop, const char *name);
+int loop_kill(void *loop, const char *name, struct bg_err **err);
+json_t *loop_doctor(void *loop);
 json_t *loop_get_sandbox(void *loop, const char *name);
 
 #endif

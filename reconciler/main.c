@@ -210,6 +210,9 @@ int main(int argc, char **argv)
         struct api_source src = {
                 .arg = loop,
                 .list_names = loop_list_names,
+                .console_path = loop_console_path,
+                .kill = loop_kill,
+                .doctor = loop_doctor,
                 .get_sandbox = loop_get_sandbox,
                 .store = store,
                 .hub = hub,

@@ -372,3 +372,41 @@ def test_spec_file_not_owned_by_folder_owner_is_refused(daemon, tmp_path):
     mine.write_text(spec("mine"))
     os.symlink(mine, daemon.sandboxes / "mine.yaml")
     daemon.wait_converged("mine")
+
+
+def test_logs_kill_and_doctor_endpoints(daemon):
+    daemon.write_spec("web.yaml", spec("web", restart="always"))
+    sb = daemon.wait_converged("web")
+    import http.client
+    from bangertest import UnixHTTPConnection
+    c = UnixHTTPConnection(daemon.socket)
+    c.request("GET", "/v1/sandboxes/web/logs")
+    r = c.getresponse()
+    assert r.status == 200 and b"fake: web started" in r.read()
+    c.close()
+    assert daemon.get("/v1/sandboxes/nope/logs")[0] == 404
+    # kill is the one POST; GET on it is 405 naming POST.
+    c = UnixHTTPConnection(daemon.socket)
+    c.request("GET", "/v1/sandboxes/web/kill")
+    r = c.getresponse()
+    assert r.status == 405 and r.getheader("Allow") == "POST"
+    r.read()
+    c.close()
+    c = UnixHTTPConnection(daemon.socket)
+    c.request("POST", "/v1/sandboxes/web/kill")
+    r = c.getresponse()
+    assert r.status == 200, r.read()
+    r.read()
+    c.close()
+    # restart: always brings it back; the kill was real.
+    wait_for(lambda: daemon.sandbox("web")["status"]["restarts"] == 1 and daemon.phase("web") == "Running",
+             what="restarted after kill")
+    c = UnixHTTPConnection(daemon.socket)
+    c.request("POST", "/v1/sandboxes/nope/kill")
+    r = c.getresponse()
+    assert r.status == 404
+    c.close()
+    status, doc = daemon.get("/v1/doctor")
+    assert status == 200
+    assert [d["name"] for d in doc["drivers"]] == ["fake"]
+    assert doc["vm_defaults"]["vcpu"]["from"] in ("host", "floor", "config")
