@@ -104,7 +104,7 @@ unit-run: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t; done
 
 integration: all
-	BANGER_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) -m pytest -q $(PYTEST_ARGS) tests/integration
+	BANGER_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) -m pytest -q $(PYTEST_ARGS) tests/integration tests/e2e
 
 # The integration suite runs the sanitized daemon and CLI too: a memory
 # error or leak in bangerd fails the test that caused it.

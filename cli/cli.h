@@ -38,6 +38,14 @@ int cmd_delete(struct cli *cli, int argc, char **argv);
 int cmd_diff(struct cli *cli, int argc, char **argv);
 int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_version(struct cli *cli, int argc, char **argv);
+int cmd_kernel(struct cli *cli, int argc, char **argv);
+int cmd_image(struct cli *cli, int argc, char **argv);
+/* Help of the catalog commands, next to their parsers (cmd_kernel.c, cmd_image.c). */
+extern const char kernel_usage[], kernel_summary[], kernel_options[];
+extern const char image_usage[], image_summary[], image_options[];
+int cmd_vm(struct cli *cli, int argc, char **argv);
+extern const char vm_usage[], vm_summary[], vm_options[];
+int cmd_doctor(struct cli *cli, int argc, char **argv);
 
 /* Prepare argv for the command's getopt_long: reset getopt and name the
  * command in getopt's own messages. */

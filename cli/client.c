@@ -124,11 +124,18 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
         return buf_add(b, p, size * n) ? size * n : 0;
 }
 
-int client_get(struct client *c, const char *path, long *status, json_t **body, struct bg_err **err)
+static int request(struct client *c, bool post, const char *path, long *status, json_t **body, struct bg_err **err)
 {
         if (!c->h)
                 c->h = handle_new(c);
         CURL *h = c->h;
+        if (post) {
+                curl_easy_setopt(h, CURLOPT_POST, 1L);
+                curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+                curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+        } else {
+                curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        }
         _cleanup_free_ char *url = xasprintf("http://banger%s", path);
         char errbuf[CURL_ERROR_SIZE] = "";
         struct buf b = { .max = BODY_MAX };
@@ -157,6 +164,29 @@ int client_get(struct client *c, const char *path, long *status, json_t **body, 
                 c->h = NULL;
         }
         return r;
+}
+
+int client_get(struct client *c, const char *path, long *status, json_t **body, struct bg_err **err)
+{
+        return request(c, false, path, status, body, err);
+}
+
+int client_post_ok(struct client *c, const char *path, json_t **body, struct bg_err **err)
+{
+        long status = 0;
+        json_t *j = NULL;
+        if (request(c, true, path, &status, &j, err) < 0)
+                return -EIO;
+        if (status < 200 || status > 299) {
+                int r = api_error(path, status, j, err);
+                json_decref(j);
+                return r;
+        }
+        if (body)
+                *body = j;
+        else
+                json_decref(j);
+        return 0;
 }
 
 int client_get_ok(struct client *c, const char *path, json_t **body, struct bg_err **err)

@@ -25,6 +25,10 @@ int client_get(struct client *c, const char *path, long *status, json_t **body, 
 
 /* Like client_get, but a status other than 2xx is an error carrying the
  * API's message; *body is a new reference on success. */
+/* POST with no body (the API's one action, kill); like client_get_ok.
+ * body may be NULL. */
+int client_post_ok(struct client *c, const char *path, json_t **body, struct bg_err **err);
+
 int client_get_ok(struct client *c, const char *path, json_t **body, struct bg_err **err);
 
 /* GET /v1/sandboxes/NAME (name escaped): 0 with *obj on 200, 0 with *obj

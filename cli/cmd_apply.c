@@ -22,10 +22,8 @@
 #include "sandbox.h"
 #include "spec.h"
 #include "util.h"
+#include "wait.h"
 
-#define POLL_MS 100
-/* A SpecValid=False seen this soon after the write may predate it. */
-#define SPEC_VALID_GRACE_MS 2000
 
 struct apply_opts {
         char **sources;
@@ -40,17 +38,7 @@ struct target {
         json_t *current;          /* the API object, NULL when new */
         const char *verb;         /* created | configured | unchanged */
         bool written;
-        /* while waiting */
-        bool done;
-        char *last_phase;
-        json_t *last;
 };
-
-static void sleep_ms(int ms)
-{
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-        nanosleep(&ts, NULL);
-}
 
 /* Refuse a change that would recreate the sandbox, unless allowed.
  * Returns false (after saying why) when the document must not be written. */
@@ -86,103 +74,6 @@ static bool check_recreate(const struct target *t, bool allowed)
                   name, fields);
         free(fields);
         return false;
-}
-
-/* Look at one sandbox once.  Returns 1 when converged, -1 when it failed
- * (after saying so), 0 to keep waiting. */
-static int check_converged(struct target *t, json_t *obj, int64_t since_write_ms)
-{
-        const struct bg_spec *s = t->in->doc->spec;
-        const char *hash = t->in->hash;
-        json_decref(t->last);
-        t->last = obj;
-        if (!obj)
-                return 0;   /* not picked up yet */
-
-        const char *phase = sbx_str(obj, "status.phase");
-        const char *spec_hash = sbx_str(obj, "status.specHash");
-        const char *desired = sbx_str(obj, "status.desiredHash");
-        const char *message = sbx_str(obj, "status.message");
-        bool ours = spec_hash && strcmp(spec_hash, hash) == 0;
-
-        if (phase && (!t->last_phase || strcmp(phase, t->last_phase) != 0)) {
-                free(t->last_phase);
-                t->last_phase = xstrdup(phase);
-                if (isatty(STDERR_FILENO))
-                        fprintf(stderr, "sandbox/%s: %s\n", s->name, phase);
-        }
-        const char *want = s->state == SPEC_STATE_STOPPED ? "Stopped" : "Running";
-        if (ours && phase && strcmp(phase, want) == 0)
-                return 1;
-        if (ours && phase && strcmp(phase, "Failed") == 0) {
-                cli_error("sandbox/%s failed: %s", s->name, message && *message ? message : "(no message)");
-                return -1;
-        }
-        const char *valid_msg;
-        const char *valid = sbx_condition(obj, "SpecValid", &valid_msg);
-        bool seen = desired && strcmp(desired, hash) == 0;
-        if (valid && strcmp(valid, "False") == 0 && (seen || since_write_ms >= SPEC_VALID_GRACE_MS)) {
-                cli_error("sandbox/%s: %s", s->name, *valid_msg ? valid_msg : "bangerd finds the spec invalid");
-                return -1;
-        }
-        return 0;
-}
-
-static void timeout_message(const struct target *t, int timeout)
-{
-        const char *name = t->in->doc->spec->name;
-        if (!t->last) {
-                cli_error("timed out after %ds waiting for sandbox/%s (not seen by bangerd yet)", timeout, name);
-                return;
-        }
-        const char *phase = sbx_str(t->last, "status.phase");
-        const char *message = sbx_str(t->last, "status.message");
-        if (message && *message)
-                cli_error("timed out after %ds waiting for sandbox/%s (phase %s: %s)", timeout, name,
-                          phase ? phase : "unknown", message);
-        else
-                cli_error("timed out after %ds waiting for sandbox/%s (phase %s)", timeout, name,
-                          phase ? phase : "unknown");
-}
-
-static int wait_all(struct client *c, struct target *ts, size_t n, int timeout)
-{
-        int64_t start = now_mono_ms();
-        int64_t deadline = start + (int64_t)timeout * 1000;
-        int rc = EXIT_OK;
-
-        for (;;) {
-                size_t pending = 0;
-                for (size_t i = 0; i < n; i++) {
-                        struct target *t = &ts[i];
-                        if (!t->written || t->done)
-                                continue;
-                        json_t *obj = NULL;
-                        struct bg_err *err = NULL;
-                        if (client_get_sandbox(c, t->in->doc->spec->name, &obj, &err) < 0) {
-                                cli_error("%s", bg_err_msg(err));
-                                bg_err_free(err);
-                                return EXIT_ERR;
-                        }
-                        int r = check_converged(t, obj, now_mono_ms() - start);
-                        if (r != 0) {
-                                t->done = true;
-                                if (r < 0)
-                                        rc = EXIT_ERR;
-                        } else {
-                                pending++;
-                        }
-                }
-                if (!pending)
-                        return rc;
-                if (now_mono_ms() >= deadline) {
-                        for (size_t i = 0; i < n; i++)
-                                if (ts[i].written && !ts[i].done)
-                                        timeout_message(&ts[i], timeout);
-                        return EXIT_ERR;
-                }
-                sleep_ms(POLL_MS);
-        }
 }
 
 static int apply_docs(struct cli *cli, const struct apply_opts *o, struct input *in)
@@ -250,16 +141,24 @@ static int apply_docs(struct cli *cli, const struct apply_opts *o, struct input 
         }
         fflush(stdout);
         if (!o->no_wait) {
-                int w = wait_all(c, ts, in->n_docs, o->timeout);
+                struct wait_target *ws = xcalloc(in->n_docs, sizeof *ws);
+                size_t nw = 0;
+                for (size_t i = 0; i < in->n_docs; i++) {
+                        if (!ts[i].written)
+                                continue;
+                        const struct bg_spec *s = ts[i].in->doc->spec;
+                        ws[nw++] = (struct wait_target){ .name = s->name, .hash = ts[i].in->hash,
+                                                         .want_stopped = s->state == SPEC_STATE_STOPPED };
+                }
+                int w = wait_converged(c, ws, nw, o->timeout);
+                wait_targets_release(ws, nw);
+                free(ws);
                 if (w != EXIT_OK)
                         rc = w;
         }
 out:
-        for (size_t i = 0; i < in->n_docs; i++) {
+        for (size_t i = 0; i < in->n_docs; i++)
                 json_decref(ts[i].current);
-                json_decref(ts[i].last);
-                free(ts[i].last_phase);
-        }
         free(ts);
         bg_err_free(err);
         folder_release(&folder);

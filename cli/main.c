@@ -47,6 +47,11 @@ static const struct cli_cmd commands[] = {
           "      --since SEQ            only events after sequence number SEQ\n"
           "      --name NAME            only events of this sandbox\n"
           "  -o, --output json          print the raw JSON lines\n" },
+        { "kernel", cmd_kernel, kernel_usage, kernel_summary, kernel_options },
+        { "image", cmd_image, image_usage, image_summary, image_options },
+        { "vm", cmd_vm, vm_usage, vm_summary, vm_options },
+        { "doctor", cmd_doctor, "doctor [-o text|json]",
+          "what this host offers (hypervisors, KVM, kernels, images) and what bangerd makes of it", NULL },
         { "version", cmd_version,
           "version",
           "print the client's and the daemon's versions",

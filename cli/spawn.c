@@ -226,9 +226,14 @@ int spawn_run(char *const argv[], const struct spawn_opts *o, char **out, struct
         posix_spawnattr_t attr;
         posix_spawn_file_actions_init(&fa);
         posix_spawnattr_init(&attr);
-        sigset_t all;
-        sigfillset(&all);
-        posix_spawnattr_setsigdefault(&attr, &all);
+        sigset_t dfl;   /* what we catch or ignore: the child starts with the defaults */
+        sigemptyset(&dfl);
+        sigaddset(&dfl, SIGINT);
+        sigaddset(&dfl, SIGTERM);
+        sigaddset(&dfl, SIGHUP);
+        sigaddset(&dfl, SIGPIPE);
+        sigaddset(&dfl, SIGCHLD);
+        posix_spawnattr_setsigdefault(&attr, &dfl);
         posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
         posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
         if (o->out == SPAWN_OUT_CAPTURE)

@@ -24,8 +24,9 @@ typedef int (*unpack_deb_fn)(struct archive *tar, struct archive_entry *e, const
                              struct bg_err **err);
 
 /* Run fn over every entry of the data.tar in the .deb at file.  Negative
- * with err ("FILE: not a Debian package: ...") when the file is not a
- * readable package or its data is corrupt. */
+ * with err ("not a Debian package: ...", "data.tar.xz: ...": the caller
+ * adds the file's name) when it is not a readable package or its data is
+ * corrupt; fn's errors come back as they are. */
 int unpack_deb(const char *file, unpack_deb_fn fn, void *arg, struct bg_err **err);
 
 /* The current entry's data as a heap buffer (caller frees) of *len bytes;
@@ -41,8 +42,5 @@ int unpack_raw(const void *data, size_t len, size_t max, const char *what, unsig
  * go to magic (when non-NULL) and *written gets the size. */
 int unpack_raw_to_fd(const void *data, size_t len, uint64_t max, const char *what, int fd, unsigned char magic[4],
                      uint64_t *written, struct bg_err **err);
-
-/* True when data (len bytes) starts with a known compression magic. */
-int unpack_is_compressed_name(const char *path);
 
 #endif

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -205,33 +206,57 @@ int fc_api_get(struct fc_api *a, const char *path, json_t **resp, struct bg_err 
         return fc_api_call(a, "GET", path, NULL, resp, err);
 }
 
+/* One connect attempt: 0, or the errno. */
+static int try_connect(const struct sockaddr_un *sa)
+{
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return errno;
+        int r = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
+        int e = errno;
+        close(fd);
+        return r == 0 ? 0 : e;
+}
+
 int fc_api_wait_socket(const char *sock_path, int timeout_ms, bool (*alive)(void *arg), void *arg,
                        struct bg_err **err)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         if (snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path) >= (int)sizeof sa.sun_path)
                 return bg_error(err, ENAMETOOLONG, "api socket path '%s' is too long", sock_path);
+        /* inotify on the folder wakes us when the socket appears, so the
+         * wait ends within a millisecond of the VMM binding it. */
+        _cleanup_free_ char *dir = xstrdup(sock_path);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+                *(slash == dir ? slash + 1 : slash) = '\0';
+        _cleanup_close_ int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (ino >= 0 && inotify_add_watch(ino, slash ? dir : ".", IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0) {
+                close(ino);
+                ino = -1;
+        }
         int64_t deadline = now_mono_ms() + timeout_ms;
-        int nap = 1;
         for (;;) {
-                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (fd < 0)
-                        return bg_error(err, errno, "socket: %s", strerror(errno));
-                int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-                int e = errno;
-                close(fd);
-                if (r == 0)
+                int e = try_connect(&sa);
+                if (e == 0)
                         return 0;
                 if (e != ENOENT && e != ECONNREFUSED && e != EAGAIN)
                         return bg_error(err, e, "connect '%s': %s", sock_path, strerror(e));
                 if (alive && !alive(arg))
                         return bg_error(err, ESRCH, "the vmm exited before its api socket '%s' was ready",
                                         sock_path);
-                if (now_mono_ms() >= deadline)
+                int64_t left = deadline - now_mono_ms();
+                if (left <= 0)
                         return bg_error(err, ETIMEDOUT, "api socket '%s' not ready after %d ms", sock_path,
                                         timeout_ms);
-                poll(NULL, 0, nap);
-                if (nap < 8)
-                        nap *= 2;
+                /* Bound but not yet listening: retry soon.  Absent: sleep
+                 * until inotify says something appeared (or 10 ms, to ask
+                 * alive() again). */
+                int nap = e == ECONNREFUSED || ino < 0 ? 1 : 10;
+                struct pollfd p = { .fd = ino, .events = POLLIN };
+                poll(&p, ino >= 0 ? 1 : 0, left < nap ? (int)left : nap);
+                char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+                while (ino >= 0 && read(ino, buf, sizeof buf) > 0)
+                        ;
         }
 }

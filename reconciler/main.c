@@ -15,6 +15,7 @@
 #include "config.h"
 #include "driver.h"
 #include "drivers.h"
+#include "driver_firecracker.h"
 #include "err.h"
 #include "fault.h"
 #include "hub.h"
@@ -26,14 +27,15 @@
 #include "version.h"
 
 static const char usage[] =
-        "usage: bangerd [--root DIR] [--foreground] [--driver fake|qemu|firecracker]\n"
+        "usage: bangerd [--root DIR] [--foreground] [--driver auto|qemu|firecracker|fake]\n"
         "               [--workers N] [--resync SECONDS] [--log-level LEVEL]\n"
         "\n"
         "The banger daemon: watches the sandboxes folder and converges every spec.\n"
         "  --root DIR        keep config, specs, state, cache and socket under DIR\n"
         "                    (also BANGER_ROOT)\n"
         "  --foreground      stay attached and log to stderr (default: detach, log to syslog)\n"
-        "  --driver NAME     hypervisor driver (default fake until qemu/firecracker land)\n"
+        "  --driver NAME     auto (default: Firecracker where usable, else QEMU), qemu,\n"
+        "                    firecracker, or fake (the control loop alone, no guests)\n"
         "  --workers N       sandboxes reconciled in parallel (default 4)\n"
         "  --resync SECONDS  full re-check and garbage collection period (default 10)\n"
         "  --log-level L     debug, info, warn or error (default from config, else info)\n";
@@ -60,7 +62,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                 { "version", no_argument, NULL, 'V' },
                 { NULL, 0, NULL, 0 },
         };
-        *o = (struct opts){ .driver = "fake", .workers = 4, .resync_s = 10 };
+        *o = (struct opts){ .driver = "auto", .workers = 4, .resync_s = 10 };
         int c;
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
                 char *end = NULL;
@@ -95,21 +97,48 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         return 0;
 }
 
-static int make_drivers(const char *name, const struct bg_paths *p, struct drivers *ds, struct bg_err **err)
+/* The drivers this bangerd runs.  `auto` loads every real one it can:
+ * QEMU when its binary is there, Firecracker when its binary and working
+ * KVM are; a sandbox then picks by its spec (drivers.h). */
+static int make_drivers(const char *name, const struct driver_env *env, struct drivers *ds, struct bg_err **err)
 {
         memset(ds, 0, sizeof *ds);
         if (strcmp(name, "fake") == 0) {
                 if (fault_configure(getenv("BANGER_FAULTS"), err) < 0)
                         return bg_error_wrap(err, "BANGER_FAULTS");
                 ds->forced = true;
-                if (driver_fake_new(p->state_dir, p->run_dir, &ds->v[0], err) < 0)
+                if (driver_fake_new(env->state_dir, env->run_dir, &ds->v[0], err) < 0)
                         return -EIO;
                 ds->n = 1;
+                snprintf(ds->why_not_firecracker, sizeof ds->why_not_firecracker, "the fake driver is in use");
                 return 0;
         }
-        if (strcmp(name, "qemu") == 0 || strcmp(name, "firecracker") == 0 || strcmp(name, "auto") == 0)
-                return bg_error(err, ENOSYS, "driver '%s' is not yet built in this version; use --driver fake", name);
-        return bg_error(err, EINVAL, "unknown driver '%s' (want auto, qemu, firecracker or fake)", name);
+        bool want_qemu = strcmp(name, "qemu") == 0, want_fc = strcmp(name, "firecracker") == 0;
+        bool any = strcmp(name, "auto") == 0;
+        if (!want_qemu && !want_fc && !any)
+                return bg_error(err, EINVAL, "unknown driver '%s' (want auto, qemu, firecracker or fake)", name);
+        ds->forced = !any;
+        ds->firecracker_usable = firecracker_usable(env, ds->why_not_firecracker, sizeof ds->why_not_firecracker);
+        if (want_fc || (any && ds->firecracker_usable)) {
+                if (want_fc && !ds->firecracker_usable)
+                        log_warn("firecracker is not usable here: %s", ds->why_not_firecracker);
+                if (driver_firecracker_new(env, &ds->v[ds->n], err) < 0)
+                        return -EIO;
+                ds->n++;
+        }
+        if (want_qemu || any) {
+                struct bg_err *qerr = NULL;
+                if (driver_qemu_new(env, &ds->v[ds->n], &qerr) == 0) {
+                        ds->n++;
+                } else if (want_qemu || ds->n == 0) {
+                        *err = qerr;
+                        return -ENOENT;
+                } else {
+                        log_warn("qemu driver not loaded: %s", bg_err_msg(qerr));
+                        bg_err_free(qerr);
+                }
+        }
+        return 0;
 }
 
 /* One bangerd per state folder: a second one would fight the first. */
@@ -167,7 +196,14 @@ int main(int argc, char **argv)
         }
         if (lock_state(paths.state_dir, &lock_fd, &err) < 0)
                 goto out;
-        if (make_drivers(o.driver, &paths, &drivers, &err) < 0)
+        struct driver_env env = {
+                .state_dir = paths.state_dir,
+                .run_dir = paths.run_dir,
+                .cache_dir = paths.cache_dir,
+                .ssh_dir = paths.ssh_dir,
+                .cfg = &cfg,
+        };
+        if (make_drivers(o.driver, &env, &drivers, &err) < 0)
                 goto out;
         db = xasprintf("%s/db", paths.state_dir);
         if (store_open(db, &store, &err) < 0)

@@ -175,8 +175,8 @@ void vmm_drain(struct vmm *m, void (*cb)(const char *id, void *arg), void *arg)
                         if (reap(m, p)) {
                                 d.ids = xreallocarray(d.ids, d.n + 1, sizeof *d.ids);
                                 d.ids[d.n++] = xstrdup(p->id);
-                        } else if (p->state == VMM_RUNNING && !p->child) {
-                                epoll_drop(m, p);   /* readable yet not ended: never spin */
+                        } else {
+                                epoll_drop(m, p);   /* readable yet not reapable: never spin; probes still reap */
                         }
                 }
                 if (n < (int)ARRAY_SIZE(evs))
@@ -326,9 +326,7 @@ int vmm_kill_verified(pid_t pid, uint64_t start_time, const char *needle, int ti
                 return bg_error(err, errno, "kill %d: %s", (int)pid, strerror(errno));
         if (wait_pidfd(pidfd, timeout_ms) < 0)
                 return bg_error(err, ETIMEDOUT, "process %d still running %d ms after SIGKILL", (int)pid, timeout_ms);
-        siginfo_t si;
-        waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG);   /* ours: no zombie */
-        return 0;
+        return 0;   /* a child of ours is reaped by its set, which reports its status */
 }
 
 /* ---- spawning ---- */
@@ -355,7 +353,18 @@ char *vmm_which(const char *name)
         return NULL;
 }
 
-/* The child between fork and exec: async-signal-safe calls only. */
+static void close_between(int lo, int hi, int max_fd)
+{
+        if (lo > hi)
+                return;
+        if (close_range((unsigned)lo, (unsigned)hi, 0) < 0)
+                for (int fd = lo; fd <= hi && fd < max_fd; fd++)
+                        close(fd);
+}
+
+/* The child between fork and exec: async-signal-safe calls only.  Every fd
+ * but stdio, the two pipes and keep is closed before it blocks, so it holds
+ * no other spawn's release pipe (that would hide the daemon's death). */
 static __attribute__((noreturn)) void child_run(const char *path, char *const *argv, const char *cwd, int null_fd,
                                                 int log_fd, int release_fd, int exec_err_fd, const int *keep,
                                                 size_t n_keep, int max_fd)
@@ -369,9 +378,28 @@ static __attribute__((noreturn)) void child_run(const char *path, char *const *a
         if (setsid() < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0 ||
             chdir(cwd) < 0)
                 _exit(126);
-        if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-                for (int fd = 3; fd < max_fd; fd++)
-                        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        int fds[VMM_MAX_KEEP_FDS + 2];
+        size_t n = 0;
+        fds[n++] = release_fd;
+        fds[n++] = exec_err_fd;
+        for (size_t i = 0; i < n_keep && i < VMM_MAX_KEEP_FDS; i++)
+                fds[n++] = keep[i];
+        for (size_t i = 1; i < n; i++)   /* insertion sort: no library call */
+                for (size_t j = i; j > 0 && fds[j - 1] > fds[j]; j--) {
+                        int t = fds[j];
+                        fds[j] = fds[j - 1];
+                        fds[j - 1] = t;
+                }
+        int lo = 3;
+        for (size_t i = 0; i < n; i++) {
+                if (fds[i] < lo)
+                        continue;
+                close_between(lo, fds[i] - 1, max_fd);
+                lo = fds[i] + 1;
+        }
+        if (close_range((unsigned)lo, ~0U, 0) < 0)
+                for (int fd = lo; fd < max_fd; fd++)
+                        close(fd);
         for (size_t i = 0; i < n_keep; i++)
                 fcntl(keep[i], F_SETFD, 0);
         char c;
@@ -391,6 +419,8 @@ static __attribute__((noreturn)) void child_run(const char *path, char *const *a
 int vmm_spawn(struct vmm *m, const char *id, const struct vmm_cmd *cmd, pid_t *pid_out, uint64_t *start_time,
               struct bg_err **err)
 {
+        if (cmd->n_keep_fds > VMM_MAX_KEEP_FDS)
+                return bg_error(err, EINVAL, "too many fds to hand over (%zu)", cmd->n_keep_fds);
         _cleanup_free_ char *path = vmm_which(cmd->argv[0]);
         if (!path)
                 return bg_error(err, ENOENT, "'%s' not found", cmd->argv[0]);

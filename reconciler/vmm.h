@@ -24,12 +24,14 @@
 struct bg_err;
 struct vmm;
 
+#define VMM_MAX_KEEP_FDS 32
+
 /* What to run. */
 struct vmm_cmd {
         const char *const *argv;   /* argv[0]: a path, or a name looked up in PATH */
         const char *log_path;      /* stdout and stderr are appended here (created 0600) */
         const char *cwd;           /* working folder; NULL: "/" */
-        const int *keep_fds;       /* fds the VMM inherits at the same numbers */
+        const int *keep_fds;       /* fds the VMM inherits at the same numbers (<= VMM_MAX_KEEP_FDS) */
         size_t n_keep_fds;
 };
 
@@ -97,7 +99,8 @@ int vmm_scan(const char *needle, struct vmm_found **out, size_t *n, struct bg_er
 void vmm_found_free(struct vmm_found *f, size_t n);
 /* SIGKILL pid when it still is the process (start time, needle) names, and
  * wait up to timeout_ms for it to end.  0 when it is gone (or was never
- * that process); -ETIMEDOUT when it lingers. */
+ * that process); -ETIMEDOUT when it lingers.  It does not reap: a child
+ * tracked by a vmm set is reaped there, which reports its status. */
 int vmm_kill_verified(pid_t pid, uint64_t start_time, const char *needle, int timeout_ms, struct bg_err **err);
 
 /* Run a short host tool (mkfs.ext4, resize2fs, a probe VM) to completion,

@@ -1,27 +1,50 @@
 #!/usr/bin/env bash
-# demo: start a bangerd (fake driver: real VMs land with issue 4) under a
-# private root, apply the example sandboxes, and show them converge.
+# demo: from a built tree to a running sandbox.  Imports Debian's cloud
+# kernel (through apt) and builds the `tiny` image the first time, starts a
+# bangerd under a private root (./.demo), applies examples/sandboxes/tiny.yaml
+# and shows it Running with its serial console.  DRIVER=fake runs the
+# control loop alone (no guest), with the other examples.
 # Leaves the daemon running; prints how to look around and stop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${BANGER_ROOT:-$PWD/.demo}
+driver=${DRIVER:-auto}
 bin=$PWD/build/bin
+banger() { "$bin/banger" --root "$root" "$@"; }
 mkdir -p "$root"
-if "$bin/banger" --root "$root" version 2>/dev/null | grep -q '^daemon: [0-9]'; then
+
+if [ "$driver" != fake ]; then
+        banger kernel list -o json | grep -q '"name": *"default"' ||
+                banger kernel import default --apt
+        banger image list -o json | grep -q '"name": *"tiny"' ||
+                banger image build tiny
+fi
+
+if banger version 2>/dev/null | grep -q '^daemon: [0-9]'; then
         echo "demo: reusing the bangerd already serving $root"
 else
-        "$bin/bangerd" --root "$root" --driver fake --foreground >"$root/bangerd.log" 2>&1 &
+        "$bin/bangerd" --root "$root" --driver "$driver" --foreground >"$root/bangerd.log" 2>&1 &
         echo $! >"$root/bangerd.pid"
         for _ in $(seq 100); do [ -S "$root/run/bangerd.sock" ] && break; sleep 0.05; done
-        echo "demo: bangerd (fake driver) pid $(cat "$root/bangerd.pid"), root $root, log $root/bangerd.log"
+        echo "demo: bangerd (driver $driver) pid $(cat "$root/bangerd.pid"), root $root, log $root/bangerd.log"
 fi
-"$bin/banger" --root "$root" apply -f examples/sandboxes/minimal.yaml -f examples/sandboxes/fleet.yaml -f examples/sandboxes/stopped.yaml
-"$bin/banger" --root "$root" get
+
+if [ "$driver" = fake ]; then
+        banger apply -f examples/sandboxes/minimal.yaml -f examples/sandboxes/fleet.yaml -f examples/sandboxes/stopped.yaml
+        banger get
+else
+        banger apply --timeout 300 -f examples/sandboxes/tiny.yaml
+        banger get
+        echo; echo "demo: the guest's serial console (last lines):"
+        for _ in $(seq 60); do banger vm logs demo | grep -q 'login\|ready\|dropbear' && break; sleep 1; done
+        banger vm logs demo | tail -n 15
+fi
 cat <<MSG
 
 Try:
-  $bin/banger --root $root get api -o yaml
-  $bin/banger --root $root events
+  $bin/banger --root $root get -o yaml
+  $bin/banger --root $root vm logs demo -f
+  $bin/banger --root $root doctor
   edit or drop files in $root/config/sandboxes/ and watch: $bin/banger --root $root get -w
-Stop the daemon (sandboxes stay as they are): kill \$(cat $root/bangerd.pid)
+Stop the daemon (sandboxes keep running): kill \$(cat $root/bangerd.pid)
 MSG

@@ -345,9 +345,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
+        try:
+            self.end_headers()
+            if data:
+                self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True   # the client left; the VM goes on
 
     def handle_any(self):
         vm, api = self.server.vm, self.server.api
@@ -406,6 +410,9 @@ class Handler(BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
+
+    def handle_error(self, request, client_address):
+        sys.stderr.write(f"firecracker_double: api connection error: {sys.exc_info()[1]!r}\n")
 
 
 # ---- command line -------------------------------------------------------

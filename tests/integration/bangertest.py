@@ -41,11 +41,15 @@ def wait_for(pred, timeout=15.0, interval=0.05, what="condition"):
 class Daemon:
     """One bangerd with its own --root.  Stopping it never touches VMs."""
 
-    def __init__(self, root: Path, faults: str = "", resync: float = 0.2, extra=()):
+    def __init__(self, root: Path, faults: str = "", resync: float = 0.2, extra=(), driver="fake", netns=False):
         self.root = Path(root)
         self.faults = faults
         self.resync = resync
         self.extra = list(extra)
+        self.driver = driver
+        # Real guests run in a network namespace of the test's own, so
+        # nothing they do can touch the machine's network.
+        self.netns = netns
         self.proc = None
         self.log = self.root / "bangerd.log"
 
@@ -68,8 +72,9 @@ class Daemon:
             env.pop("BANGER_FAULTS", None)
         self.root.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
+        prefix = ["unshare", "-n"] if self.netns else []
         self.proc = subprocess.Popen(
-            [str(BANGERD), "--root", str(self.root), "--foreground", "--driver", "fake",
+            [*prefix, str(BANGERD), "--root", str(self.root), "--foreground", "--driver", self.driver,
              "--resync", str(self.resync), "--log-level", "debug", *self.extra],
             stdout=logf, stderr=logf, env=env)
         logf.close()
