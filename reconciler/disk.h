@@ -3,8 +3,13 @@
  * The root disk is never a whole copy of the image: a reflink (FICLONE)
  * where the filesystem can, else a qcow2 overlay (QEMU only), else a sparse
  * copy (SEEK_DATA/SEEK_HOLE; Firecracker on a filesystem without reflink).
- * Its view is grown to disk_size.  The work disk (mounted at /root in the
- * guest) is an ext4 image made with mkfs.ext4 -d from a staging folder.
+ * Its view is grown to disk_size: the image is grown (resize2fs) once per
+ * (image, size) into a shared base in IMAGE_DIR/.banger-grown/, so each VM
+ * costs the same whatever its size.  A qcow2 disk comes with a companion
+ * hard link DEST.base to its backing base, so rebuilding or removing the
+ * image never changes what a running VM reads.  The work disk (mounted at
+ * /root in the guest) is an ext4 image made with mkfs.ext4 -d from a
+ * staging folder.
  */
 #ifndef BANGER_DISK_H
 #define BANGER_DISK_H
