@@ -285,12 +285,14 @@ def test_bad_config_is_a_clear_error_and_touches_nothing(tmp_path):
     assert not (d.root / "run" / "bangerd.sock").exists()
 
 
-def test_unknown_driver_and_unbuilt_driver(tmp_path):
+def test_unknown_driver_and_missing_hypervisor(tmp_path):
     from bangertest import BANGERD
-    for drv, msg in (("qemu", "not yet built"), ("vmware", "unknown driver")):
+    env = dict(os.environ, PATH="/usr/bin:/bin")   # no firecracker here
+    for drv, msg in (("firecracker", "firecracker"), ("vmware", "unknown driver")):
         r = subprocess.run([str(BANGERD), "--root", str(tmp_path / drv), "--foreground", "--driver", drv],
-                           capture_output=True, text=True, timeout=10)
-        assert r.returncode == 1 and msg in r.stderr
+                           capture_output=True, text=True, timeout=10, env=env)
+        assert r.returncode == 1 and msg in r.stderr, r.stderr
+        assert not (tmp_path / drv / "run" / "bangerd.sock").exists()
 
 
 def test_curl_works_on_the_socket(daemon):
