@@ -149,7 +149,7 @@ static void print_report(const json_t *local, const json_t *daemon, const char *
         for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
                 json_t *d = json_object_get(json_object_get(daemon, "vm_defaults"), keys[k]);
                 json_t *val = json_object_get(d, "value");
-                char *t = json_dumps(val, JSON_ENCODE_ANY);
+                char *t = json_is_string(val) ? xstrdup(json_string_value(val)) : json_dumps(val, JSON_ENCODE_ANY);
                 printf("  %-20s %s (from %s)\n", keys[k], t ? t : "?",
                        json_string_value(json_object_get(d, "from")) ?: "?");
                 free(t);

@@ -235,10 +235,10 @@ static int visit(struct kmod_set *s, const char *name, const char *parent, struc
                 return bg_error(err, ELOOP, "kernel modules depend on each other in a cycle through '%s'", name);
         m->mark = VISITING;
         for (size_t i = 0; i < m->n_deps; i++) {
+                /* the table does not grow while ordering: m stays valid */
                 int r = visit(s, m->deps[i], m->name, out, n_out, err);
                 if (r < 0)
                         return r;
-                m = kmod_find(s, name);
         }
         m->mark = DONE;
         *out = xreallocarray(*out, *n_out + 1, sizeof **out);

@@ -192,7 +192,7 @@ class Guest:
     """One QEMU microvm under TCG, no network (-nodefaults, no -netdev, and
     run under `unshare -n` anyway), serial console to a file, QMP on a socket."""
 
-    def __init__(self, workdir, kdir, append="", disks=(), memory=256):
+    def __init__(self, workdir, kdir, append="", disks=(), memory=256, nic=False):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log = self.dir / "serial.log"
@@ -209,6 +209,8 @@ class Guest:
             path, snapshot = (d, False) if isinstance(d, (str, Path)) else d
             opts = f"file={path},format=raw,if=none,id=d{i}" + (",snapshot=on" if snapshot else "")
             self.argv += ["-drive", opts, "-device", f"virtio-blk-device,drive=d{i}"]
+        if nic:   # a guest NIC with no peer: eth0 exists, nothing is created on the host
+            self.argv += ["-device", "virtio-net-device,mac=52:54:00:12:34:56"]
         self.proc = None
         self.started = None
 
@@ -257,6 +259,21 @@ class Guest:
         finally:
             f.close()
             s.close()
+
+    def powerdown(self, timeout=60, every=10):
+        """Press the ACPI power button (QMP system_powerdown), again every `every`
+        seconds: a press before the guest watches the button is lost.  Returns the
+        seconds until QEMU exited."""
+        t0 = time.monotonic()
+        while True:
+            self.qmp("system_powerdown")
+            try:
+                self.proc.wait(min(every, max(0.0, t0 + timeout - time.monotonic())))
+                return time.monotonic() - t0
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= t0 + timeout:
+                    raise AssertionError(f"qemu still running {timeout}s after system_powerdown:\n"
+                                         f"{self.text()[-3000:]}")
 
     def kill(self):
         if self.proc and self.proc.poll() is None:

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from assets import Guest, banger_run, imported_root, kernel_deb, kernel_dir, modinfo, package_deb, read_newc
+from assets import (Guest, banger_run, image_rootfs, imported_root, kernel_deb, kernel_dir, modinfo, package_deb,
+                    read_newc)
 from bangertest import BANGER, Daemon, spec, wait_for
 
 NEEDED = ["virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "virtio_console",
@@ -343,5 +344,48 @@ def test_probe_boot_prints_ok_and_powers_off(tmp_path):
         assert g.wait_exit(timeout=60) == 0
         print(f"\nprobe: banger-probe-ok {t:.1f}s after QEMU start")
         assert "banger-init:" not in g.text()
+    finally:
+        g.kill()
+
+
+def test_initramfs_sets_network_hostname_dns_and_runs_banger_init(tmp_path):
+    """root and work disks, banger.ip/gw/dns/hostname, and banger.init=/root/check.sh
+    (a script on the work disk, run as PID 1 after switch_root)."""
+    root = imported_root(tmp_path / "root")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "check.sh").write_text(
+        "#!/bin/sh\n"
+        "echo \"check: pid=$$ host=$(hostname) etc=$(cat /etc/hostname)\"\n"
+        "echo \"check: addr=$(ip -4 -o addr show dev eth0 | awk '{print $4}')\"\n"
+        "echo \"check: $(ip route show default)\"\n"
+        "echo \"check: resolv=$(tr '\\n' ';' < /etc/resolv.conf)\"\n"
+        "echo \"check: release=$(cat /etc/banger-release)\"\n"
+        "poweroff -f\n")
+    (work / "check.sh").chmod(0o755)
+    disk = tmp_path / "work.ext4"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(work), str(disk), "16M"], check=True, capture_output=True)
+    append = ("root=/dev/vda banger.work=/dev/vdb banger.ip=172.16.0.5/24 banger.gw=172.16.0.1 "
+              "banger.dns=172.16.0.1,9.9.9.9 banger.hostname=nettest banger.init=/root/check.sh")
+    g = Guest(tmp_path / "vm", kernel_dir(root), append, disks=[(image_rootfs(root), True), (disk, True)],
+              nic=True).start()
+    try:
+        assert g.wait_exit(timeout=60) == 0
+        text = g.text()
+        for line in ("check: pid=1 host=nettest etc=nettest", "check: addr=172.16.0.5/24",
+                     "check: default via 172.16.0.1 dev eth0", "check: resolv=nameserver 172.16.0.1;nameserver 9.9.9.9;",
+                     "check: release=tiny"):
+            assert line in text, text[-2000:]
+    finally:
+        g.kill()
+
+
+def test_initramfs_failure_prints_one_line_and_powers_off(tmp_path):
+    root = imported_root(tmp_path / "root")
+    g = Guest(tmp_path / "vm", kernel_dir(root), "root=/dev/vda banger.init=/nonexistent",
+              disks=[(image_rootfs(root), True)]).start()
+    try:
+        g.wait_for("banger-init: no /nonexistent in the root filesystem", timeout=60)
+        assert g.wait_exit(timeout=60) == 0
     finally:
         g.kill()

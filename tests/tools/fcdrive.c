@@ -17,6 +17,7 @@
  * bench:N (N creates, timed; see below).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <pthread.h>
@@ -184,6 +185,7 @@ static int op_setup(struct h *h, bool vmlinux, struct bg_err **err)
  * fc.sock (the VMM binds its API socket). */
 struct stopwatch {
         int ino;
+        int stop[2];   /* closing stop[1] ends the watcher */
         pthread_mutex_t mu;
         int64_t console_us, sock_us;
 };
@@ -200,6 +202,9 @@ static void *watch_main(void *arg)
         struct stopwatch *s = arg;
         char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
         for (;;) {
+                struct pollfd p[2] = { { .fd = s->ino, .events = POLLIN }, { .fd = s->stop[0], .events = POLLIN } };
+                if (poll(p, 2, -1) < 0 || p[1].revents)
+                        return NULL;
                 ssize_t n = read(s->ino, buf, sizeof buf);
                 if (n <= 0)
                         return NULL;
@@ -236,7 +241,7 @@ static int op_bench(struct h *h, int n, struct bg_err **err)
         struct stopwatch sw = { .ino = inotify_init1(IN_CLOEXEC) };
         pthread_mutex_init(&sw.mu, NULL);
         pthread_t th;
-        if (sw.ino < 0 || pthread_create(&th, NULL, watch_main, &sw) != 0)
+        if (sw.ino < 0 || pipe2(sw.stop, O_CLOEXEC) < 0 || pthread_create(&th, NULL, watch_main, &sw) != 0)
                 return bg_error(err, errno, "inotify: %s", strerror(errno));
         double *prep = xcalloc((size_t)n, sizeof *prep), *start = xcalloc((size_t)n, sizeof *start);
         double *boot = xcalloc((size_t)n, sizeof *boot), *over = xcalloc((size_t)n, sizeof *over);
@@ -279,8 +284,10 @@ static int op_bench(struct h *h, int n, struct bg_err **err)
                 _cleanup_free_ char *hp = handles_path(h, id);
                 unlink(hp);
         }
-        close(sw.ino);
+        close(sw.stop[1]);
         pthread_join(th, NULL);
+        close(sw.stop[0]);
+        close(sw.ino);
         pthread_mutex_destroy(&sw.mu);
         if (r == 0) {
                 printf("{\"op\":\"bench\",\"rc\":0,\"n\":%d,\"median_ms\":{\"prepare\":%.2f,\"start\":%.2f,"
