@@ -88,6 +88,8 @@ DEB_PKGS := build-essential pkg-config libyaml-dev liblmdb-dev libmicrohttpd-dev
             openssh-client iproute2 xz-utils zstd
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || $$SUDO apt-get update -qq; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -312,11 +312,14 @@ def halt_soon(status, delay):
 
 # ---- HTTP ---------------------------------------------------------------
 
-def record(vm, method, path, body, status):
+def record(vm, method, path, body, status, t0):
+    """One JSON line per request; ms is the double's own handling time."""
     log = os.environ.get("FC_DOUBLE_LOG")
     if not log:
         return
-    line = json.dumps({"id": vm.id, "method": method, "path": path, "body": body, "status": status}) + "\n"
+    ms = round((time.monotonic() - t0) * 1000, 3)
+    line = json.dumps({"id": vm.id, "method": method, "path": path, "body": body, "status": status,
+                       "ms": ms}) + "\n"
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, line.encode())
@@ -356,7 +359,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self):
         vm, api = self.server.vm, self.server.api
         method, path = self.command, self.path.split("?", 1)[0]
-        body, status, after = None, 400, None
+        body, status, after, t0 = None, 400, None, time.monotonic()
         try:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
                 self.close_connection = True
@@ -392,11 +395,10 @@ class Handler(BaseHTTPRequestHandler):
             if answer in ("start", "halt"):
                 after, answer = answer, None
             status = 200 if method == "GET" else 204
-            record(vm, method, path, body, status)
             self.reply(status, answer)
         except Refused as e:
-            record(vm, method, path, body, status)
             self.reply(400, {"fault_message": str(e)})
+        record(vm, method, path, body, status, t0)
         if after == "start":
             if os.environ.get("FC_DOUBLE_EXIT_AFTER_START") == "1":
                 os._exit(1)

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -215,12 +216,16 @@ class Guest:
         self.started = None
 
     def start(self):
+        for stale in (self.log, self.qmp_path):
+            stale.unlink(missing_ok=True)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=open(self.dir / "qemu.err", "wb"))
         return self
 
     def text(self):
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        """The console so far, without colour escapes (systemd paints its status lines)."""
+        raw = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return re.sub(r"\x1b\[[0-9;]*m", "", raw)
 
     def wait_for(self, needle, timeout=60):
         """Seconds from QEMU start until needle shows on the console."""
