@@ -48,6 +48,7 @@
 #define KILL_WAIT_MS 5000
 #define SOCK_PATH_MAX 100       /* sun_path is 108; vsock adds "_<port>" for guest-initiated connections */
 #define DEFAULT_DISK_SIZE (8ULL << 30)
+#define WORK_DISK_SIZE (1ULL << 30)   /* as the QEMU driver: sparse, and mkfs time grows with size */
 
 struct fc {
         struct driver base;
@@ -172,7 +173,7 @@ static int fc_prepare(struct driver *d, struct driver_vm *vm, struct bg_err **er
                 made_root = r == 0;
         }
         if (r == 0 && access(work, F_OK) < 0)
-                r = disk_work_create(work, size, f->authorized_keys, err);
+                r = disk_work_create(work, WORK_DISK_SIZE, f->authorized_keys, err);
         if (r < 0) {
                 if (made_root)
                         unlink(root);       /* nothing half-made */

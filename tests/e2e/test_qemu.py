@@ -89,3 +89,48 @@ def test_missing_image_is_a_clear_error_and_leaves_nothing(qemu_daemon):
     d.wait_converged("good", timeout=BOOT_TIMEOUT)
     sid = sb["metadata"]["id"]
     assert [p for p in d.root.rglob("*") if sid in p.name] == []
+
+
+def test_missing_kernel_is_a_clear_error(qemu_daemon):
+    d = qemu_daemon
+    d.write_spec("bad.yaml", tiny("bad", kernel="nokernel"))
+    sb = d.wait_phase("bad", "Failed", timeout=60)
+    assert "kernel 'nokernel' is not imported" in sb["status"]["message"]
+    assert guest_pids(d.root) == []
+
+
+def test_hypervisor_that_exits_at_once(tmp_path):
+    from assets import imported_root
+    from bangertest import Daemon
+    from e2e_util import kill_guests
+    root = imported_root(tmp_path / "root")
+    fake_qemu = tmp_path / "qemu-broken"
+    fake_qemu.write_text("#!/bin/sh\necho 'qemu-broken: cannot start' >&2\nexit 1\n")
+    fake_qemu.chmod(0o755)
+    (root / "config").mkdir(parents=True, exist_ok=True)
+    (root / "config" / "config.yaml").write_text(f"qemu_bin: {fake_qemu}\n")
+    d = Daemon(root, driver="qemu", netns=True, resync=0.5).start()
+    try:
+        d.write_spec("web.yaml", tiny("web"))
+        sb = d.wait_phase("web", "Failed", timeout=60)
+        assert "qemu-broken: cannot start" in sb["status"]["message"] or "exited" in sb["status"]["message"]
+        assert guest_pids(root) == []
+    finally:
+        d.stop()
+        kill_guests(root)
+
+
+def test_gc_kills_a_vmm_no_record_claims(qemu_daemon):
+    """A VMM whose record is gone (here: the store wiped while bangerd was
+    down) is banger's by its command line, and GC removes it."""
+    import shutil
+    d = qemu_daemon
+    d.write_spec("web.yaml", tiny("web"))
+    d.wait_converged("web", timeout=BOOT_TIMEOUT)
+    [pid] = guest_pids(d.root)
+    d.kill9()
+    os.unlink(d.sandboxes / "web.yaml")
+    shutil.rmtree(d.root / "state" / "db")
+    d.start()
+    wait_for(lambda: guest_pids(d.root) == [], timeout=60, what="stray VMM killed")
+    assert any(e["type"] == "GarbageCollected" for e in d.events())
