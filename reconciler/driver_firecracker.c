@@ -294,8 +294,11 @@ static int configure_and_boot(struct fc *f, struct driver_vm *vm, struct fc_api 
         _cleanup_free_ char *root = disk_file(f, id, "root.ext4");
         _cleanup_free_ char *work = disk_file(f, id, "work.ext4");
         _cleanup_free_ char *vsock = run_file(f, id, "vsock.sock");
-        _cleanup_free_ char *args = xasprintf("console=ttyS0 reboot=k panic=1 root=/dev/vda rw "
-                                              "banger.work=/dev/vdb banger.hostname=%s", vm->name);
+        /* pci=off and the i8042 flags are Firecracker's own defaults: its
+         * SendCtrlAltDel reaches the guest through the i8042 keyboard. */
+        _cleanup_free_ char *args = xasprintf("console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux "
+                                              "i8042.dumbkbd root=/dev/vda rw banger.work=/dev/vdb "
+                                              "banger.hostname=%s", vm->name);
         if (fc_api_put(api, "/logger", json_pack("{s:s,s:s}", "log_path", log, "level", "Info"), err) < 0 ||
             fc_api_put(api, "/machine-config", json_pack("{s:i,s:i}", "vcpu_count", (int)vm->spec->vcpu,
                                                          "mem_size_mib", (int)vm->spec->memory_mib), err) < 0 ||
@@ -354,6 +357,7 @@ static int fc_start(struct driver *d, struct driver_vm *vm, struct bg_err **err)
         pid_t pid = 0;
         uint64_t start_time = 0;
         struct fc_api *api = NULL;
+        int64_t t0 = now_mono_ms(), t_exec = 0, t_sock = 0;
         int r = vmm_spawn(f->vmm, vm->id, &cmd, &pid, &start_time, err);
         if (r < 0)
                 goto out;
@@ -363,10 +367,12 @@ static int fc_start(struct driver *d, struct driver_vm *vm, struct bg_err **err)
         json_object_set_new(vm->handles, "console", json_string(console));
         if ((vm->persist && (r = vm->persist(vm, err)) < 0) || (r = vmm_release(f->vmm, vm->id, err)) < 0)
                 goto out;
+        t_exec = now_mono_ms();
         struct alive_arg alive = { f, vm->id };
         if ((r = fc_api_wait_socket(sock, SOCKET_WAIT_MS, vmm_alive, &alive, err)) < 0 ||
             (r = fc_api_new(sock, FC_API_TIMEOUT_MS, &api, err)) < 0)
                 goto out;
+        t_sock = now_mono_ms();
         r = configure_and_boot(f, vm, api, &k, err);
 out:
         fc_api_free(api);
@@ -375,7 +381,10 @@ out:
                 kill_now(f, vm, NULL);   /* nothing left running */
                 return bg_error_wrap(err, "firecracker");
         }
-        log_info("firecracker: vm started name=%s pid=%d", vm->name, (int)pid);
+        int64_t t_end = now_mono_ms();
+        log_info("firecracker: vm started name=%s pid=%d spawn_ms=%lld socket_ms=%lld api_ms=%lld ms=%lld", vm->name,
+                 (int)pid, (long long)(t_exec - t0), (long long)(t_sock - t_exec), (long long)(t_end - t_sock),
+                 (long long)(t_end - t0));
         return 0;
 }
 

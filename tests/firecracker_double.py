@@ -395,10 +395,12 @@ class Handler(BaseHTTPRequestHandler):
             if answer in ("start", "halt"):
                 after, answer = answer, None
             status = 200 if method == "GET" else 204
-            self.reply(status, answer)
         except Refused as e:
-            self.reply(400, {"fault_message": str(e)})
+            answer = {"fault_message": str(e)}
+        # Recorded before the answer goes out: a client that kills the VMM
+        # on a refusal must still find the request in the log.
         record(vm, method, path, body, status, t0)
+        self.reply(status, answer)
         if after == "start":
             if os.environ.get("FC_DOUBLE_EXIT_AFTER_START") == "1":
                 os._exit(1)

@@ -373,7 +373,12 @@ static int run_op(struct h *h, const char *op, json_t *out, struct bg_err **err)
         if (strcmp(op, "gc") == 0)
                 return d->ops->remove_owned(d, h->o.id, err);
         if (strcmp(op, "probe") == 0 || strcmp(op, "wait-exit") == 0) {
+                struct driver_probe pr;
                 if (strcmp(op, "wait-exit") == 0) {
+                        /* No probe first: a probe that sees the exit reaps it,
+                         * and then there is no event (level-triggered).  A VMM
+                         * another process started needs a "probe" op before,
+                         * as bangerd's start-up probe adopts it. */
                         json_t *changed = json_array();
                         int64_t end = now_mono_ms() + h->o.timeout_ms;
                         while (json_array_size(changed) == 0 && now_mono_ms() < end) {
@@ -383,7 +388,6 @@ static int run_op(struct h *h, const char *op, json_t *out, struct bg_err **err)
                         }
                         json_object_set_new(out, "changed", changed);
                 }
-                struct driver_probe pr;
                 int r = d->ops->probe(d, &vm, &pr, err);
                 json_object_set_new(out, "vm", json_string(vm_state_name(pr.vm)));
                 json_object_set_new(out, "exit_status", json_integer(pr.exit_status));
