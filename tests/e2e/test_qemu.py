@@ -134,3 +134,25 @@ def test_gc_kills_a_vmm_no_record_claims(qemu_daemon):
     d.start()
     wait_for(lambda: guest_pids(d.root) == [], timeout=60, what="stray VMM killed")
     assert any(e["type"] == "GarbageCollected" for e in d.events())
+
+
+def test_no_space_for_disks_is_a_clear_error(tmp_path):
+    """The VMs' disk folder on a 4 MiB filesystem (a tmpfs in a mount
+    namespace of the daemon's own): the sandbox fails with ENOSPC in its
+    status, and no VMM is left running."""
+    from assets import imported_root
+    from bangertest import Daemon
+    root = imported_root(tmp_path / "root")
+    vms = root / "state" / "vms"
+    vms.mkdir(parents=True, exist_ok=True)
+    wrapper = ["unshare", "-m", "-n", "--propagation", "private", "sh", "-c",
+               f'mount -t tmpfs -o size=4m tmpfs {vms} && exec "$@"', "sh"]
+    d = Daemon(root, driver="qemu", resync=0.5, prefix=wrapper).start()
+    try:
+        d.write_spec("big.yaml", tiny("big"))
+        sb = d.wait_phase("big", "Failed", timeout=60)
+        msg = sb["status"]["message"]
+        assert "no space left on device" in msg.lower(), msg
+        assert guest_pids(root) == []
+    finally:
+        d.stop()

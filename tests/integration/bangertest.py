@@ -41,7 +41,8 @@ def wait_for(pred, timeout=15.0, interval=0.05, what="condition"):
 class Daemon:
     """One bangerd with its own --root.  Stopping it never touches VMs."""
 
-    def __init__(self, root: Path, faults: str = "", resync: float = 0.2, extra=(), driver="fake", netns=False):
+    def __init__(self, root: Path, faults: str = "", resync: float = 0.2, extra=(), driver="fake", netns=False,
+                 prefix=None):
         self.root = Path(root)
         self.faults = faults
         self.resync = resync
@@ -50,6 +51,7 @@ class Daemon:
         # Real guests run in a network namespace of the test's own, so
         # nothing they do can touch the machine's network.
         self.netns = netns
+        self.prefix = prefix   # a full command prefix, e.g. a mount namespace wrapper
         self.proc = None
         self.log = self.root / "bangerd.log"
 
@@ -72,7 +74,7 @@ class Daemon:
             env.pop("BANGER_FAULTS", None)
         self.root.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
-        prefix = ["unshare", "-n"] if self.netns else []
+        prefix = self.prefix or (["unshare", "-n"] if self.netns else [])
         self.proc = subprocess.Popen(
             [*prefix, str(BANGERD), "--root", str(self.root), "--foreground", "--driver", self.driver,
              "--resync", str(self.resync), "--log-level", "debug", *self.extra],
