@@ -28,6 +28,7 @@
 #include "err.h"
 #include "fault.h"
 #include "spec.h"
+#include "ownmark.h"
 #include "strmap.h"
 #include "util.h"
 
@@ -49,16 +50,6 @@ struct fake {
 
 static struct fake *F(struct driver *d) { return (struct fake *)d; }
 
-static bool id_valid(const char *id)
-{
-        if (strlen(id) != 16)
-                return false;
-        for (const char *p = id; *p; p++)
-                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-                        return false;
-        return true;
-}
-
 static char *disk_dir(struct fake *f, const char *id) { return xasprintf("%s/%s", f->disk_root, id); }
 static char *vm_file(struct fake *f, const char *id) { return xasprintf("%s/%s.vm", f->vm_root, id); }
 
@@ -68,7 +59,7 @@ static char *vm_file(struct fake *f, const char *id) { return xasprintf("%s/%s.v
 static int fake_prepare(struct driver *d, struct driver_vm *vm, struct bg_err **err)
 {
         struct fake *f = F(d);
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "fake: bad id '%s'", vm->id);
         POINT("prepare", "before", vm);
         _cleanup_free_ char *dir = disk_dir(f, vm->id);
@@ -269,7 +260,7 @@ static void fake_drain_events(struct driver *d, void (*changed)(const char *name
                                 continue;
                         memcpy(id, ev->name, 16);
                         id[16] = '\0';
-                        if (id_valid(id) && refresh(f, id, name))
+                        if (ownmark_id_valid(id) && refresh(f, id, name))
                                 changed(name, arg);
                 }
         }
@@ -277,7 +268,7 @@ static void fake_drain_events(struct driver *d, void (*changed)(const char *name
 
 static int remove_all(struct fake *f, const char *id, const char *name, struct bg_err **err)
 {
-        if (!id_valid(id))
+        if (!ownmark_id_valid(id))
                 return bg_error(err, EINVAL, "fake: bad id '%s'", id);
         if (remove_vm(f, id, err) < 0)
                 return -EIO;
@@ -297,53 +288,17 @@ static int fake_cleanup(struct driver *d, struct driver_vm *vm, struct bg_err **
         return 0;
 }
 
-struct id_set {
-        struct strmap *seen;
-        char **ids;
-        size_t n;
-};
-
-static void add_id(struct id_set *set, const char *id)
-{
-        if (strmap_get(set->seen, id))
-                return;
-        strmap_put(set->seen, id, (void *)1);
-        set->ids = xreallocarray(set->ids, set->n + 1, sizeof *set->ids);
-        set->ids[set->n++] = xstrdup(id);
-}
-
-static int scan(const char *dir, const char *suffix, struct id_set *set)
-{
-        DIR *dp = opendir(dir);
-        if (!dp)
-                return errno == ENOENT ? 0 : -errno;
-        struct dirent *de;
-        size_t want = 16 + strlen(suffix);
-        while ((de = readdir(dp))) {
-                char id[17];
-                if (strlen(de->d_name) != want || !str_has_suffix(de->d_name, suffix))
-                        continue;
-                memcpy(id, de->d_name, 16);
-                id[16] = '\0';
-                if (id_valid(id))
-                        add_id(set, id);
-        }
-        closedir(dp);
-        return 0;
-}
-
 static int fake_list_owned(struct driver *d, char ***ids, size_t *n, struct bg_err **err)
 {
         struct fake *f = F(d);
-        struct id_set set = { strmap_new(), NULL, 0 };
-        int r = scan(f->disk_root, "", &set);
+        struct id_set set;
+        id_set_init(&set);
+        int r = id_set_scan_dir(&set, f->disk_root, "");
         if (r == 0)
-                r = scan(f->vm_root, ".vm", &set);
+                r = id_set_scan_dir(&set, f->vm_root, ".vm");
         if (r == 0)
-                r = scan(f->vm_root, ".vm.tmp", &set);   /* a start cut short by a crash */
-        strmap_free(set.seen);
-        *ids = set.ids;
-        *n = set.n;
+                r = id_set_scan_dir(&set, f->vm_root, ".vm.tmp");   /* a start cut short by a crash */
+        id_set_take(&set, ids, n);
         if (r < 0)
                 return bg_error(err, -r, "fake: list owned objects: %s", strerror(-r));
         return 0;
@@ -418,15 +373,18 @@ int driver_fake_new(const char *state_dir, const char *run_dir, struct driver **
                 goto fail;
         }
         /* Adopt what runs: VMs outlive the daemon. */
-        struct id_set set = { strmap_new(), NULL, 0 };
-        scan(f->vm_root, ".vm", &set);
-        for (size_t i = 0; i < set.n; i++) {
+        struct id_set set;
+        char **found;
+        size_t n_found;
+        id_set_init(&set);
+        id_set_scan_dir(&set, f->vm_root, ".vm");
+        id_set_take(&set, &found, &n_found);
+        for (size_t i = 0; i < n_found; i++) {
                 char name[64];
-                refresh(f, set.ids[i], name);
-                free(set.ids[i]);
+                refresh(f, found[i], name);
+                free(found[i]);
         }
-        free(set.ids);
-        strmap_free(set.seen);
+        free(found);
         *out = &f->base;
         return 0;
 fail:

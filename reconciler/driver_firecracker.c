@@ -39,6 +39,7 @@
 #include "err.h"
 #include "fc_api.h"
 #include "log.h"
+#include "ownmark.h"
 #include "spec.h"
 #include "strmap.h"
 #include "util.h"
@@ -64,16 +65,6 @@ struct fc {
 };
 
 static struct fc *F(struct driver *d) { return (struct fc *)d; }
-
-static bool id_valid(const char *id)
-{
-        if (!id || strlen(id) != 16)
-                return false;
-        for (const char *p = id; *p; p++)
-                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-                        return false;
-        return true;
-}
 
 static char *vm_disk_dir(struct fc *f, const char *id) { return xasprintf("%s/%s", f->disk_root, id); }
 static char *vm_run_dir(struct fc *f, const char *id) { return xasprintf("%s/%s", f->run_root, id); }
@@ -139,7 +130,7 @@ static int fc_kernel(struct fc *f, const struct bg_spec *spec, struct kernel_pat
 static int fc_prepare(struct driver *d, struct driver_vm *vm, struct bg_err **err)
 {
         struct fc *f = F(d);
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "firecracker: bad id '%s'", vm->id ? vm->id : "");
         if (!vm->spec)
                 return bg_error(err, EINVAL, "firecracker: %s has no spec", vm->name);
@@ -321,7 +312,7 @@ static int configure_and_boot(struct fc *f, struct driver_vm *vm, struct fc_api 
 static int fc_start(struct driver *d, struct driver_vm *vm, struct bg_err **err)
 {
         struct fc *f = F(d);
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "firecracker: bad id '%s'", vm->id ? vm->id : "");
         if (!vm->spec || !spec_name_valid(vm->name))
                 return bg_error(err, EINVAL, "firecracker: bad name or no spec");
@@ -393,7 +384,7 @@ out:
 static int fc_stop(struct driver *d, struct driver_vm *vm, int timeout_ms, struct bg_err **err)
 {
         struct fc *f = F(d);
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "firecracker: bad id '%s'", vm->id ? vm->id : "");
         if (track(f, vm, NULL) == VMM_RUNNING) {
                 _cleanup_free_ char *sock = run_file(f, vm->id, "fc.sock");
@@ -419,7 +410,7 @@ static int fc_stop(struct driver *d, struct driver_vm *vm, int timeout_ms, struc
 
 static int fc_kill(struct driver *d, struct driver_vm *vm, struct bg_err **err)
 {
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "firecracker: bad id '%s'", vm->id ? vm->id : "");
         if (kill_now(F(d), vm, err) < 0)
                 return bg_error_wrap(err, "firecracker kill");
@@ -431,7 +422,7 @@ static int fc_probe(struct driver *d, struct driver_vm *vm, struct driver_probe 
         struct fc *f = F(d);
         out->vm = VM_ABSENT;
         out->exit_status = -1;
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "firecracker: bad id '%s'", vm->id ? vm->id : "");
         remember_name(f, vm->id, vm->name);
         int status = -1;
@@ -510,7 +501,7 @@ static int remove_all(struct fc *f, struct driver_vm *vm, struct bg_err **err)
 
 static int fc_cleanup(struct driver *d, struct driver_vm *vm, struct bg_err **err)
 {
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "firecracker: bad id '%s'", vm->id ? vm->id : "");
         if (remove_all(F(d), vm, err) < 0)
                 return bg_error_wrap(err, "firecracker cleanup");
@@ -518,33 +509,6 @@ static int fc_cleanup(struct driver *d, struct driver_vm *vm, struct bg_err **er
                                             "vsock_cid", "vsock_uds" };
         for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
                 json_object_del(vm->handles, keys[i]);
-        return 0;
-}
-
-struct id_set {
-        struct strmap *seen;
-        char **ids;
-        size_t n;
-};
-
-static void add_id(struct id_set *s, const char *id)
-{
-        if (!id_valid(id) || strmap_get(s->seen, id))
-                return;
-        strmap_put(s->seen, id, (void *)1);
-        s->ids = xreallocarray(s->ids, s->n + 1, sizeof *s->ids);
-        s->ids[s->n++] = xstrdup(id);
-}
-
-static int scan_dir(const char *dir, struct id_set *s)
-{
-        DIR *dp = opendir(dir);
-        if (!dp)
-                return errno == ENOENT ? 0 : -errno;
-        struct dirent *de;
-        while ((de = readdir(dp)))
-                add_id(s, de->d_name);
-        closedir(dp);
         return 0;
 }
 
@@ -564,7 +528,7 @@ static int scan_procs(struct fc *f, struct id_set *s, struct bg_err **err)
                 char id[17];
                 snprintf(id, sizeof id, "%s", p);
                 if (strlen(p) >= 16 + 8 && strncmp(p + 16, "/fc.sock", 8) == 0)
-                        add_id(s, id);
+                        id_set_add(s, id);
         }
         vmm_found_free(found, n);
         return 0;
@@ -573,23 +537,22 @@ static int scan_procs(struct fc *f, struct id_set *s, struct bg_err **err)
 static int fc_list_owned(struct driver *d, char ***ids, size_t *n, struct bg_err **err)
 {
         struct fc *f = F(d);
-        struct id_set s = { strmap_new(), NULL, 0 };
-        int r = scan_dir(f->disk_root, &s);
+        struct id_set s;
+        id_set_init(&s);
+        int r = id_set_scan_dir(&s, f->disk_root, "");
         if (r == 0)
-                r = scan_dir(f->run_root, &s);
+                r = id_set_scan_dir(&s, f->run_root, "");
         if (r < 0)
                 bg_error(err, -r, "firecracker: list owned objects: %s", strerror(-r));
         else
                 r = scan_procs(f, &s, err);
-        strmap_free(s.seen);
-        *ids = s.ids;
-        *n = s.n;
+        id_set_take(&s, ids, n);
         return r < 0 ? -EIO : 0;
 }
 
 static int fc_remove_owned(struct driver *d, const char *id, struct bg_err **err)
 {
-        if (!id_valid(id))
+        if (!ownmark_id_valid(id))
                 return bg_error(err, EINVAL, "firecracker: bad id '%s'", id ? id : "");
         json_t *h = json_object();
         struct driver_vm vm = { .name = id, .id = id, .handles = h };

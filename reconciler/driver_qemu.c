@@ -47,6 +47,7 @@
 #include "driver.h"
 #include "err.h"
 #include "log.h"
+#include "ownmark.h"
 #include "qemu_accel.h"
 #include "qemu_qmp.h"
 #include "spec.h"
@@ -79,16 +80,6 @@ struct qemu {
 static const struct driver_ops qemu_ops;
 
 static struct qemu *Q(struct driver *d) { return (struct qemu *)d; }
-
-static bool id_valid(const char *id)
-{
-        if (!id || strlen(id) != 16)
-                return false;
-        for (const char *p = id; *p; p++)
-                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-                        return false;
-        return true;
-}
 
 static char *disk_dir(struct qemu *q, const char *id) { return xasprintf("%s/%s", q->disk_root, id); }
 static char *run_dir(struct qemu *q, const char *id) { return xasprintf("%s/%s", q->run_root, id); }
@@ -284,7 +275,7 @@ static int make_disks(struct qemu *q, struct driver_vm *vm, struct bg_err **err)
 static int qemu_prepare(struct driver *d, struct driver_vm *vm, struct bg_err **err)
 {
         struct qemu *q = Q(d);
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "qemu: bad id '%s'", vm->id ? vm->id : "");
         if (!vm->spec)
                 return bg_error(err, EINVAL, "qemu prepare %s: no spec", vm->name);
@@ -453,7 +444,7 @@ static int wait_ready(struct qemu *q, struct driver_vm *vm, const char *log, off
 static int qemu_start(struct driver *d, struct driver_vm *vm, struct bg_err **err)
 {
         struct qemu *q = Q(d);
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "qemu: bad id '%s'", vm->id ? vm->id : "");
         if (!vm->spec)
                 return bg_error(err, EINVAL, "qemu start %s: no spec", vm->name);
@@ -531,7 +522,7 @@ static int qmp_command(struct qemu *q, const char *id, const char *cmd)
 static int qemu_stop(struct driver *d, struct driver_vm *vm, int timeout_ms, struct bg_err **err)
 {
         struct qemu *q = Q(d);
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "qemu: bad id '%s'", vm->id ? vm->id : "");
         enum vmm_state st = track(q, vm, NULL);
         if (st == VMM_RUNNING) {
@@ -557,7 +548,7 @@ static int qemu_stop(struct driver *d, struct driver_vm *vm, int timeout_ms, str
 static int qemu_kill(struct driver *d, struct driver_vm *vm, struct bg_err **err)
 {
         struct qemu *q = Q(d);
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "qemu: bad id '%s'", vm->id ? vm->id : "");
         track(q, vm, NULL);
         if (kill_now(q, vm, err) < 0)
@@ -573,7 +564,7 @@ static int qemu_probe(struct driver *d, struct driver_vm *vm, struct driver_prob
         struct qemu *q = Q(d);
         out->vm = VM_ABSENT;
         out->exit_status = -1;
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return 0;
         remember_name(q, vm->id, vm->name);
         int status = -1;
@@ -623,7 +614,7 @@ static int remove_all(struct qemu *q, struct driver_vm *vm, struct bg_err **err)
 static int qemu_cleanup(struct driver *d, struct driver_vm *vm, struct bg_err **err)
 {
         struct qemu *q = Q(d);
-        if (!id_valid(vm->id))
+        if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "qemu: bad id '%s'", vm->id ? vm->id : "");
         track(q, vm, NULL);
         if (remove_all(q, vm, err) < 0)
@@ -637,40 +628,14 @@ static int qemu_cleanup(struct driver *d, struct driver_vm *vm, struct bg_err **
         return 0;
 }
 
-struct id_set {
-        struct strmap *seen;
-        char **ids;
-        size_t n;
-};
-
-static void add_id(struct id_set *s, const char *id)
-{
-        if (!id_valid(id) || strmap_get(s->seen, id))
-                return;
-        strmap_put(s->seen, id, (void *)1);
-        s->ids = xreallocarray(s->ids, s->n + 1, sizeof *s->ids);
-        s->ids[s->n++] = xstrdup(id);
-}
-
-static int scan_dir(const char *dir, struct id_set *s)
-{
-        DIR *dp = opendir(dir);
-        if (!dp)
-                return errno == ENOENT ? 0 : -errno;
-        struct dirent *de;
-        while ((de = readdir(dp)))
-                add_id(s, de->d_name);
-        closedir(dp);
-        return 0;
-}
-
 static int qemu_list_owned(struct driver *d, char ***ids, size_t *n, struct bg_err **err)
 {
         struct qemu *q = Q(d);
-        struct id_set s = { strmap_new(), NULL, 0 };
-        int r = scan_dir(q->disk_root, &s);
+        struct id_set s;
+        id_set_init(&s);
+        int r = id_set_scan_dir(&s, q->disk_root, "");
         if (r == 0)
-                r = scan_dir(q->run_root, &s);
+                r = id_set_scan_dir(&s, q->run_root, "");
         if (r < 0) {
                 bg_error(err, -r, "qemu: list owned objects: %s", strerror(-r));
         } else {
@@ -684,20 +649,18 @@ static int qemu_list_owned(struct driver *d, char ***ids, size_t *n, struct bg_e
                         if (strlen(p) > 16 && p[16] == '/') {
                                 memcpy(id, p, 16);
                                 id[16] = '\0';
-                                add_id(&s, id);
+                                id_set_add(&s, id);
                         }
                 }
                 vmm_found_free(found, nf);
         }
-        strmap_free(s.seen);
-        *ids = s.ids;
-        *n = s.n;
+        id_set_take(&s, ids, n);
         return r < 0 ? -EIO : 0;
 }
 
 static int qemu_remove_owned(struct driver *d, const char *id, struct bg_err **err)
 {
-        if (!id_valid(id))
+        if (!ownmark_id_valid(id))
                 return bg_error(err, EINVAL, "qemu: bad id '%s'", id ? id : "");
         struct driver_vm vm = { .name = id, .id = id };
         return remove_all(Q(d), &vm, err) < 0 ? bg_error_wrap(err, "qemu gc %s", id) : 0;

@@ -133,7 +133,8 @@ def test_gc_kills_a_vmm_no_record_claims(qemu_daemon):
     shutil.rmtree(d.root / "state" / "db")
     d.start()
     wait_for(lambda: guest_pids(d.root) == [], timeout=60, what="stray VMM killed")
-    assert any(e["type"] == "GarbageCollected" for e in d.events())
+    # The event is committed just after the kill: wait for it too.
+    wait_for(lambda: any(e["type"] == "GarbageCollected" for e in d.events()), timeout=10, what="GC event")
 
 
 def test_no_space_for_disks_is_a_clear_error(tmp_path):
