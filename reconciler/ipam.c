@@ -110,7 +110,7 @@ uint32_t ipam_broadcast(const struct ipam_subnet *s)
 
 uint32_t ipam_capacity(const struct ipam_subnet *s)
 {
-        return (ipam_broadcast(s) - s->net) - 2;   /* minus network+gateway; broadcast excluded by range */
+        return ipam_broadcast(s) - s->net - 2;   /* all addresses minus network, gateway, broadcast */
 }
 
 bool ipam_is_guest_addr(const struct ipam_subnet *s, uint32_t a)
