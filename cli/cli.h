@@ -46,6 +46,7 @@ extern const char image_usage[], image_summary[], image_options[];
 int cmd_vm(struct cli *cli, int argc, char **argv);
 extern const char vm_usage[], vm_summary[], vm_options[];
 int cmd_doctor(struct cli *cli, int argc, char **argv);
+int cmd_sshconfig(struct cli *cli, int argc, char **argv);
 
 /* Prepare argv for the command's getopt_long: reset getopt and name the
  * command in getopt's own messages. */

@@ -52,6 +52,10 @@ static const struct cli_cmd commands[] = {
         { "vm", cmd_vm, vm_usage, vm_summary, vm_options },
         { "doctor", cmd_doctor, "doctor [-o text|json]",
           "what this host offers (hypervisors, KVM, kernels, images) and what bangerd makes of it", NULL },
+        { "ssh-config", cmd_sshconfig, "ssh-config [--install|--uninstall]",
+          "print, install or remove the Include that lets plain 'ssh NAME.vm' use banger's key",
+          "      --install              add the Include at the top of ~/.ssh/config in a marker-fenced block\n"
+          "      --uninstall            remove exactly that block again\n" },
         { "version", cmd_version,
           "version",
           "print the client's and the daemon's versions",
