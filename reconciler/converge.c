@@ -23,6 +23,7 @@
 #include "index.h"
 #include "log.h"
 #include "loop_internal.h"
+#include "net.h"
 #include "plan.h"
 #include "store.h"
 #include "util.h"
@@ -367,6 +368,37 @@ static int do_forget(struct work *w, struct bg_err **err)
         return 0;
 }
 
+/* Claim the sandbox's network (write-ahead: committed before any device)
+ * and make its devices and rules match the applied spec.  Done before every
+ * prepare and start, so nat and port changes apply on the restart they
+ * cause. */
+static int net_up(struct work *w, struct bg_err **err)
+{
+        struct net *n = w->l->c.net;
+        if (!n)
+                return 0;
+        bool had = json_object_get(w->handles, "net") != NULL;
+        if (net_claim(n, w->l->c.store, w->rec.id, w->applied, w->handles, err) < 0)
+                return bg_error_wrap(err, "network");
+        if (!had) {
+                w->dirty = true;
+                if (save(w, NULL, NULL, err) < 0)
+                        return -EIO;
+        }
+        if (net_setup(n, w->rec.id, w->applied, w->handles, err) < 0)
+                return bg_error_wrap(err, "network");
+        return 0;
+}
+
+static int net_down(struct work *w, struct bg_err **err)
+{
+        if (!w->l->c.net)
+                return 0;
+        if (net_teardown(w->l->c.net, w->rec.id, w->handles, err) < 0)
+                return bg_error_wrap(err, "network cleanup");
+        return 0;
+}
+
 static int execute(struct work *w, const struct plan_step *s, struct bg_err **err)
 {
         struct store_record *r = &w->rec;
@@ -393,8 +425,11 @@ static int execute(struct work *w, const struct plan_step *s, struct bg_err **er
         if (driver_step && !drv) {
                 /* Nothing was ever made: stop and cleanup have nothing to do. */
                 if (s->action == PLAN_STOP || s->action == PLAN_CLEANUP) {
-                        if (s->action == PLAN_CLEANUP)
+                        if (s->action == PLAN_CLEANUP) {
+                                if (net_down(w, err) < 0)
+                                        return -EIO;
                                 r->flags &= ~REC_PREPARED;
+                        }
                         w->dirty = true;
                         return s->action == PLAN_STOP && r->phase != PHASE_DELETING
                                        ? set_phase(w, PHASE_STOPPED, "vm stopped", err) : 0;
@@ -407,6 +442,8 @@ static int execute(struct work *w, const struct plan_step *s, struct bg_err **er
         case PLAN_UPDATE_SPEC:
                 return do_update_spec(w, err);
         case PLAN_PREPARE:
+                if (net_up(w, err) < 0)
+                        return -EIO;
                 if (drv->ops->prepare(drv, &vm, err) < 0)
                         return bg_error_wrap(err, "prepare");
                 r->flags |= REC_PREPARED;
@@ -420,6 +457,8 @@ static int execute(struct work *w, const struct plan_step *s, struct bg_err **er
                         return -EIO;
                 /* fall through */
         case PLAN_START:
+                if (net_up(w, err) < 0)
+                        return -EIO;
                 if (drv->ops->start(drv, &vm, err) < 0)
                         return bg_error_wrap(err, "start");
                 r->last_exit = -1;
@@ -437,6 +476,8 @@ static int execute(struct work *w, const struct plan_step *s, struct bg_err **er
         case PLAN_CLEANUP:
                 if (drv->ops->cleanup(drv, &vm, err) < 0)
                         return bg_error_wrap(err, "cleanup");
+                if (net_down(w, err) < 0)
+                        return -EIO;
                 r->flags &= ~REC_PREPARED;
                 json_object_clear(w->handles);
                 w->drv = NULL;   /* a recreate may move to another hypervisor */
@@ -513,6 +554,23 @@ static struct plan_input plan_input_of(struct work *w)
         return in;
 }
 
+/* A running sandbox whose tap vanished (deleted by hand, or a bangerd
+ * restarted in a fresh network namespace) gets its network set up again. */
+static void repair_network(struct work *w)
+{
+        struct net *n = w->l->c.net;
+        if (!n || !w->has_rec || w->rec.phase != PHASE_RUNNING || !json_object_get(w->handles, "net"))
+                return;
+        struct bg_err *err = NULL;
+        bool ok = false;
+        if (net_tap_ok(n, w->rec.id, &ok, &err) == 0 && !ok) {
+                log_warn("network of name=%s id=%s is missing; setting it up again", w->name, w->rec.id);
+                if (!applied_spec(w) || net_setup(n, w->rec.id, w->applied, w->handles, &err) < 0)
+                        log_error("network repair name=%s: %s", w->name, bg_err_msg(err));
+        }
+        bg_err_free(err);
+}
+
 void converge(struct loop *l, const char *name)
 {
         struct work w = { .l = l, .name = name };
@@ -527,6 +585,7 @@ void converge(struct loop *l, const char *name)
                 }
                 log_warn("name=%s %s", name, msg);
         }
+        repair_network(&w);
         int i;
         for (i = 0; i < MAX_STEPS && !w.drv_missing; i++) {
                 observe(&w);

@@ -38,6 +38,7 @@
 #include "driver.h"
 #include "err.h"
 #include "fc_api.h"
+#include "ipam.h"
 #include "log.h"
 #include "ownmark.h"
 #include "spec.h"
@@ -263,16 +264,41 @@ static bool vmm_alive(void *arg)
         return vmm_state(a->f->vmm, a->id, NULL) == VMM_RUNNING;
 }
 
-/* The tap plugs in here (networking issue): PUT /network-interfaces/eth0
- * {"iface_id": "eth0", "host_dev_name": <tap>, "guest_mac": <mac>} before
- * InstanceStart, and the guest's address joins the boot arguments.  Until
- * then the VM has no network interface at all. */
+/* The network the loop set up (handles.net): the tap and MAC, and the
+ * guest's address for the boot arguments.  Re-checked before use: these
+ * come from the store.  false when the sandbox has no network. */
+struct fc_net {
+        const char *tap, *mac, *ip, *gw;
+        int prefix;
+};
+
+static bool net_of(const struct driver_vm *vm, struct fc_net *n)
+{
+        json_t *net = json_object_get(vm->handles, "net");
+        uint8_t mac[6];
+        uint32_t a;
+        json_int_t prefix = json_integer_value(json_object_get(net, "prefix"));
+        *n = (struct fc_net){
+                .tap = json_string_value(json_object_get(net, "tap")),
+                .mac = json_string_value(json_object_get(net, "mac")),
+                .ip = json_string_value(json_object_get(net, "ip")),
+                .gw = json_string_value(json_object_get(net, "gw")),
+                .prefix = (int)prefix,
+        };
+        return n->tap && n->mac && n->ip && n->gw && ipam_tap_name_valid(n->tap) &&
+               ipam_mac_parse(n->mac, mac, NULL) == 0 && ipam_addr_parse(n->ip, &a, NULL) == 0 &&
+               ipam_addr_parse(n->gw, &a, NULL) == 0 && prefix >= IPAM_PREFIX_MIN && prefix <= IPAM_PREFIX_MAX;
+}
+
+/* PUT /network-interfaces/eth0 before InstanceStart (pre-boot only). */
 static int configure_network(struct fc_api *api, struct driver_vm *vm, struct bg_err **err)
 {
-        (void)api;
-        (void)vm;
-        (void)err;
-        return 0;
+        struct fc_net n;
+        if (!net_of(vm, &n))
+                return 0;
+        return fc_api_put(api, "/network-interfaces/eth0",
+                          json_pack("{s:s,s:s,s:s}", "iface_id", "eth0", "host_dev_name", n.tap, "guest_mac", n.mac),
+                          err);
 }
 
 /* Configure a fresh VMM and boot it; the order is Firecracker's own
@@ -285,11 +311,15 @@ static int configure_and_boot(struct fc *f, struct driver_vm *vm, struct fc_api 
         _cleanup_free_ char *root = disk_file(f, id, "root.ext4");
         _cleanup_free_ char *work = disk_file(f, id, "work.ext4");
         _cleanup_free_ char *vsock = run_file(f, id, "vsock.sock");
+        struct fc_net n;
+        _cleanup_free_ char *netargs = net_of(vm, &n) ? xasprintf(" banger.ip=%s/%d banger.gw=%s banger.dns=%s",
+                                                                  n.ip, n.prefix, n.gw, n.gw)
+                                                      : xstrdup("");
         /* pci=off and the i8042 flags are Firecracker's own defaults: its
          * SendCtrlAltDel reaches the guest through the i8042 keyboard. */
         _cleanup_free_ char *args = xasprintf("console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux "
                                               "i8042.dumbkbd root=/dev/vda rw banger.work=/dev/vdb "
-                                              "banger.hostname=%s", vm->name);
+                                              "banger.hostname=%s%s", vm->name, netargs);
         if (fc_api_put(api, "/logger", json_pack("{s:s,s:s}", "log_path", log, "level", "Info"), err) < 0 ||
             fc_api_put(api, "/machine-config", json_pack("{s:i,s:i}", "vcpu_count", (int)vm->spec->vcpu,
                                                          "mem_size_mib", (int)vm->spec->memory_mib), err) < 0 ||

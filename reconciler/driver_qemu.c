@@ -46,6 +46,7 @@
 #include "disk.h"
 #include "driver.h"
 #include "err.h"
+#include "ipam.h"
 #include "log.h"
 #include "ownmark.h"
 #include "qemu_accel.h"
@@ -390,9 +391,27 @@ static void build_argv(struct qemu *q, struct driver_vm *vm, enum qemu_accel_kin
         arg(a, "%s", k->vmlinuz);
         arg(a, "-initrd");
         arg(a, "%s", k->initrd);
+        /* The network the loop set up for this sandbox (handles.net): the
+         * tap is persistent and already on the bridge; QEMU attaches to it
+         * by name, and the guest's /init reads its address from banger.*. */
+        json_t *net = json_object_get(vm->handles, "net");
+        const char *tap = json_string_value(json_object_get(net, "tap"));
+        const char *mac = json_string_value(json_object_get(net, "mac"));
+        const char *ip = json_string_value(json_object_get(net, "ip"));
+        const char *gw = json_string_value(json_object_get(net, "gw"));
+        json_int_t prefix = json_integer_value(json_object_get(net, "prefix"));
+        uint8_t macb[6];
+        uint32_t addr;
+        /* Re-checked: these go into QEMU's option syntax and the kernel line. */
+        bool with_net = tap && mac && ip && gw && ipam_tap_name_valid(tap) && ipam_mac_parse(mac, macb, NULL) == 0 &&
+                        ipam_addr_parse(ip, &addr, NULL) == 0 && ipam_addr_parse(gw, &addr, NULL) == 0 &&
+                        prefix >= IPAM_PREFIX_MIN && prefix <= IPAM_PREFIX_MAX;
+        _cleanup_free_ char *netargs = with_net ? xasprintf(" banger.ip=%s/%d banger.gw=%s banger.dns=%s", ip,
+                                                            (int)prefix, gw, gw)
+                                                : xstrdup("");
         arg(a, "-append");
-        arg(a, "console=ttyS0%s root=/dev/vda rw banger.work=/dev/vdb banger.hostname=%s panic=-1",
-            clock, vm->name);
+        arg(a, "console=ttyS0%s root=/dev/vda rw banger.work=/dev/vdb banger.hostname=%s%s panic=-1",
+            clock, vm->name, netargs);
         arg(a, "-drive");
         arg(a, "file=%s,format=%s,if=none,id=root,discard=unmap", root, dk->format);
         arg(a, "-device");
@@ -407,10 +426,12 @@ static void build_argv(struct qemu *q, struct driver_vm *vm, enum qemu_accel_kin
         arg(a, "chardev:con");
         arg(a, "-qmp");
         arg(a, "unix:qmp.sock,server=on,wait=off");   /* relative: cwd is the run dir */
-        /* Network (a later issue) plugs in here: the tap is opened by the
-         * daemon in the sandbox's namespace and handed over as an fd in
-         * vmm_cmd.keep_fds:
-         *   -netdev tap,id=net0,fd=N -device virtio-net-device,netdev=net0,mac=MAC */
+        if (with_net) {
+                arg(a, "-netdev");
+                arg(a, "tap,id=n0,ifname=%s,script=no,downscript=no", tap);
+                arg(a, "-device");
+                arg(a, "virtio-net-device,netdev=n0,mac=%s", mac);
+        }
 }
 
 /* Wait until QEMU answers QMP (it parsed its arguments, opened its disks

@@ -23,12 +23,14 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dns.h"
 #include "driver.h"
 #include "drivers.h"
 #include "err.h"
 #include "hub.h"
 #include "index.h"
 #include "log.h"
+#include "net.h"
 #include "vmdefaults.h"
 #include "plan.h"
 #include "store.h"
@@ -252,6 +254,7 @@ static void rescan(struct loop *l)
 struct recheck {
         struct loop *l;
         struct strmap *recorded;   /* names with a record */
+        struct strmap *taps;       /* taps on the host (NULL: no network or unknown) */
         int64_t now;
         size_t queued;
 };
@@ -269,6 +272,11 @@ static int recheck_record_cb(const struct store_record *r, void *arg)
         index_peek(l->ix, r->name, &p);
         pthread_mutex_unlock(&l->mu);
         bool check = !p.valid || p.hash != r->spec_hash || r->failures;
+        if (!check && c->taps && r->phase == PHASE_RUNNING) {
+                /* A running sandbox's tap vanished: converge sets it up again. */
+                char tap[IPAM_TAP_NAME_SIZE];
+                check = ipam_tap_name(r->id, tap, NULL) == 0 && !strmap_get(c->taps, tap);
+        }
         if (!check) {
                 /* Known records are probed without their handles (drivers
                  * answer from memory); only unknown ones pay for parsing. */
@@ -348,10 +356,13 @@ static void gc_pass(struct loop *l)
         char **owned[DRIVERS_MAX] = { 0 };
         size_t n_owned[DRIVERS_MAX] = { 0 };
         bool listed = true;
+        struct net_owned net_owned = { 0 };
 
         for (size_t d = 0; d < ds->n; d++)
                 if (ds->v[d]->ops->list_owned(ds->v[d], &owned[d], &n_owned[d], &err) < 0)
                         listed = false;
+        if (listed && l->c.net && net_gc_list(l->c.net, &net_owned, &err) < 0)
+                listed = false;
         if (!listed || store_txn_begin(l->c.store, false, &t, &err) < 0)
                 goto out;
         int rc = store_record_foreach(t, collect_id_cb, ids, &err);
@@ -377,6 +388,16 @@ static void gc_pass(struct loop *l)
                         loop_emit(l, NULL, owned[d][i], "GarbageCollected", NULL, m);
                 }
         }
+        if (l->c.net) {
+                size_t removed = 0;
+                struct bg_err *e = NULL;
+                if (net_gc_sweep(l->c.net, &net_owned, ids, &removed, &e) < 0)
+                        log_warn("gc network: %s", bg_err_msg(e));
+                else if (removed)
+                        loop_emit(l, NULL, NULL, "GarbageCollected", NULL,
+                                  "removed network objects that no record claims");
+                bg_err_free(e);
+        }
         if (a.n && store_txn_begin(l->c.store, true, &t, &err) == 0) {
                 for (size_t i = 0; i + 1 < a.n; i += 2)
                         store_alloc_release(t, a.keys[i], a.keys[i + 1], NULL);
@@ -395,6 +416,7 @@ out:
         for (size_t i = 0; i < a.n; i++)
                 free(a.keys[i]);
         free(a.keys);
+        net_owned_release(&net_owned);
         strmap_free(ids);
 }
 
@@ -402,7 +424,9 @@ void loop_resync(struct loop *l)
 {
         struct store_txn *t = NULL;
         struct bg_err *err = NULL;
-        struct recheck c = { l, strmap_new(), now_wall_ms(), 0 };
+        struct recheck c = { l, strmap_new(), NULL, now_wall_ms(), 0 };
+        if (l->c.net)
+                c.taps = net_tap_set(l->c.net, NULL);
         if (store_txn_begin(l->c.store, false, &t, &err) == 0) {
                 store_record_foreach(t, recheck_record_cb, &c, &err);
                 store_txn_abort(t);
@@ -411,6 +435,8 @@ void loop_resync(struct loop *l)
         index_foreach_name(l->ix, queue_unrecorded, &c);
         pthread_mutex_unlock(&l->mu);
         strmap_free(c.recorded);
+        if (c.taps)
+                strmap_free(c.taps);
         if (err)
                 log_error("resync: %s", bg_err_msg(err));
         bg_err_free(err);
@@ -691,6 +717,8 @@ int loop_kill(void *arg, const char *name, struct bg_err **err)
         return rc;
 }
 
+static json_t *doctor_network(struct loop *l);
+
 json_t *loop_doctor(void *arg)
 {
         struct loop *l = arg;
@@ -716,8 +744,114 @@ json_t *loop_doctor(void *arg)
         pthread_mutex_lock(&l->mu);
         size_t names = index_count(l->ix);
         pthread_mutex_unlock(&l->mu);
-        return json_pack("{s:o, s:o, s:b, s:s, s:I}", "drivers", drivers, "vm_defaults", defaults,
-                         "firecracker_usable", l->c.drivers->firecracker_usable,
-                         "why_not_firecracker", l->c.drivers->why_not_firecracker,
-                         "specs", (json_int_t)names);
+        json_t *out = json_pack("{s:o, s:o, s:b, s:s, s:I}", "drivers", drivers, "vm_defaults", defaults,
+                                "firecracker_usable", l->c.drivers->firecracker_usable,
+                                "why_not_firecracker", l->c.drivers->why_not_firecracker,
+                                "specs", (json_int_t)names);
+        if (l->c.net)
+                json_object_set_new(out, "network", doctor_network(l));
+        return out;
+}
+
+/* ---- network: doctor and DNS ---- */
+
+struct net_census {
+        size_t addresses;
+        bool nat;
+};
+
+static int count_ip_cb(const char *pool, const char *key, const char *owner, void *arg)
+{
+        (void)pool, (void)key, (void)owner;
+        ((struct net_census *)arg)->addresses++;
+        return 0;
+}
+
+static int nat_record_cb(const struct store_record *r, void *arg)
+{
+        json_t *j = r->spec_json ? json_loads(r->spec_json, 0, NULL) : NULL;
+        if (json_is_true(json_object_get(json_object_get(j, "spec"), "nat")))
+                ((struct net_census *)arg)->nat = true;
+        json_decref(j);
+        return 0;
+}
+
+static json_t *doctor_network(struct loop *l)
+{
+        json_t *j = net_doctor(l->c.net);
+        struct net_census c = { 0 };
+        struct store_txn *t = NULL;
+        if (store_txn_begin(l->c.store, false, &t, NULL) == 0) {
+                store_alloc_foreach(t, "ip", count_ip_cb, &c, NULL);
+                store_record_foreach(t, nat_record_cb, &c, NULL);
+                store_txn_abort(t);
+        }
+        json_object_set_new(j, "addresses_in_use", json_integer((json_int_t)c.addresses));
+        json_object_set_new(j, "dns_listening", json_boolean(l->dns != NULL));
+        if (l->dns) {
+                char gw[IPAM_ADDR_SIZE];
+                net_gateway(l->c.net, gw);
+                json_object_set_new(j, "dns", json_sprintf("%s:%u", gw, (unsigned)dns_port(l->dns)));
+        }
+        json_t *fwd = json_object_get(j, "ipv4_forwarding");
+        if (c.nat && json_is_false(fwd))
+                json_object_set_new(j, "fix", json_string("a sandbox has nat: true but IPv4 forwarding is off; "
+                                                          "enable it with: sysctl -w net.ipv4.ip_forward=1"));
+        return j;
+}
+
+void loop_set_dns(struct loop *l, struct dns_server *dns)
+{
+        l->dns = dns;
+}
+
+int loop_dns_lookup(void *arg, const char *name, uint32_t *ipv4)
+{
+        struct loop *l = arg;
+        struct store_record r;
+        bool found = false;
+        if (loop_read_record(l, name, &r, &found) < 0)
+                return -EIO;
+        if (!found)
+                return -ENOENT;
+        json_t *h = r.handles_json ? json_loads(r.handles_json, 0, NULL) : NULL;
+        int rc = net_handles_ip(h, ipv4);
+        json_decref(h);
+        store_record_release(&r);
+        return rc;
+}
+
+struct id_name {
+        const char *id;
+        char *name;
+        size_t size;
+        bool found;
+};
+
+static int id_name_cb(const struct store_record *r, void *arg)
+{
+        struct id_name *c = arg;
+        if (strcmp(r->id, c->id) != 0)
+                return 0;
+        snprintf(c->name, c->size, "%s", r->name);
+        c->found = true;
+        return 1;
+}
+
+int loop_dns_reverse(void *arg, uint32_t ipv4, char *name, size_t size)
+{
+        struct loop *l = arg;
+        char key[IPAM_ADDR_SIZE], owner[17];
+        struct store_txn *t = NULL;
+        ipam_addr_format(ipv4, key);
+        if (store_txn_begin(l->c.store, false, &t, NULL) < 0)
+                return -EIO;
+        int rc = store_alloc_get(t, "ip", key, owner, NULL);
+        struct id_name c = { owner, name, size, false };
+        if (rc == 0)
+                rc = store_record_foreach(t, id_name_cb, &c, NULL);
+        store_txn_abort(t);
+        if (rc < 0)
+                return rc == -ENOENT ? rc : -EIO;
+        return c.found ? 0 : -ENOENT;
 }

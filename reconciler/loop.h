@@ -15,12 +15,15 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct bg_err;
 struct bg_config;
+struct dns_server;
 struct drivers;
 struct hub;
 struct loop;
+struct net;
 struct store;
 
 struct loop_config {
@@ -29,6 +32,7 @@ struct loop_config {
         struct store *store;
         struct drivers *drivers;   /* borrowed; see drivers.h */
         struct hub *hub;
+        struct net *net;           /* borrowed; NULL: no networking (fake driver) */
         int workers;          /* worker threads, >= 1 */
         int resync_ms;        /* full re-check and GC period */
 };
@@ -55,5 +59,12 @@ char *loop_console_path(void *loop, const char *name);
 int loop_kill(void *loop, const char *name, struct bg_err **err);
 json_t *loop_doctor(void *loop);
 json_t *loop_get_sandbox(void *loop, const char *name);
+
+/* For dns.c (struct dns_config callbacks, arg = the loop): the address in
+ * NAME's handles, and the name holding an address; read from the store. */
+int loop_dns_lookup(void *loop, const char *name, uint32_t *ipv4);
+int loop_dns_reverse(void *loop, uint32_t ipv4, char *name, size_t size);
+/* The running DNS server, for doctor (NULL: none; borrowed). */
+void loop_set_dns(struct loop *l, struct dns_server *dns);
 
 #endif

@@ -34,6 +34,7 @@ struct loop {
         size_t n_delayed;
         unsigned running;          /* names being reconciled; guarded by mu */
         struct strmap *driver_by_id;   /* record id -> its driver, as converge last saw; guarded by mu */
+        struct dns_server *dns;    /* set once before loop_start; for doctor */
         bool stopping;
         pthread_t *threads;
         int n_threads;

@@ -13,6 +13,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "dns.h"
 #include "driver.h"
 #include "drivers.h"
 #include "driver_firecracker.h"
@@ -21,7 +22,9 @@
 #include "hub.h"
 #include "log.h"
 #include "loop.h"
+#include "net.h"
 #include "paths.h"
+#include "resolved.h"
 #include "store.h"
 #include "util.h"
 #include "version.h"
@@ -141,6 +144,32 @@ static int make_drivers(const char *name, const struct driver_env *env, struct d
         return 0;
 }
 
+/* Answer NAME.vm on the bridge address (threads: after daemon()).  A DNS
+ * that cannot start is worth a warning, not a dead daemon.  The host's
+ * resolver is pointed at it only for the installed daemon: a --root one
+ * (tests, experiments) never touches the host's resolved. */
+static struct dns_server *start_dns(struct net *net, struct loop *loop, bool route)
+{
+        char gw[IPAM_ADDR_SIZE];
+        struct bg_err *err = NULL;
+        struct dns_server *dns = NULL;
+        const struct ipam_subnet *s = net_subnet(net);
+        struct dns_config dc = { .lookup = loop_dns_lookup, .reverse = loop_dns_reverse, .arg = loop,
+                                 .subnet = s->net, .prefix = s->prefix };
+        net_gateway(net, gw);
+        if (dns_start(gw, 53, &dc, &dns, &err) < 0) {
+                log_warn("dns not started on %s:53: %s", gw, bg_err_msg(err));
+                bg_err_free(err);
+                return NULL;
+        }
+        log_info("dns listening addr=%s port=53", gw);
+        loop_set_dns(loop, dns);
+        if (route && resolved_route(net_bridge(net), gw, &err) < 0)
+                log_warn("resolved: %s", bg_err_msg(err));
+        bg_err_free(err);
+        return dns;
+}
+
 /* One bangerd per state folder: a second one would fight the first. */
 static int lock_state(const char *state_dir, int *fd, struct bg_err **err)
 {
@@ -174,6 +203,8 @@ int main(int argc, char **argv)
         struct hub *hub = NULL;
         struct loop *loop = NULL;
         struct api *api = NULL;
+        struct net *net = NULL;
+        struct dns_server *dns = NULL;
         int lock_fd = -1, sig_fd = -1;
         _cleanup_free_ char *db = NULL;
         rc = 1;
@@ -204,6 +235,11 @@ int main(int argc, char **argv)
                 .cfg = &cfg,
         };
         if (make_drivers(o.driver, &env, &drivers, &err) < 0)
+                goto out;
+        /* Real guests get banger's bridge; the fake driver's tests stay
+         * network-free.  A bad subnet or a foreign link named like the
+         * bridge stops bangerd here, before anything is changed. */
+        if (strcmp(o.driver, "fake") != 0 && net_open(&cfg, &net, &err) < 0)
                 goto out;
         db = xasprintf("%s/db", paths.state_dir);
         if (store_open(db, &store, &err) < 0)
@@ -238,6 +274,7 @@ int main(int argc, char **argv)
                 .store = store,
                 .drivers = &drivers,
                 .hub = hub,
+                .net = net,
                 .workers = o.workers,
                 .resync_ms = (int)(o.resync_s * 1000),
         };
@@ -262,6 +299,8 @@ int main(int argc, char **argv)
                 }
                 log_use_syslog("bangerd");
         }
+        if (net)
+                dns = start_dns(net, loop, !o.root);
         if (api_start(paths.socket, &src, &api, &err) < 0)
                 goto out;
         log_info("bangerd %s started root=%s driver=%s socket=%s", BANGER_VERSION,
@@ -281,7 +320,9 @@ out:
                 hub_close(hub);
         if (api)
                 api_stop(api);
+        dns_stop(dns);
         loop_free(loop);
+        net_free(net);
         hub_free(hub);
         store_close(store);
         drivers_release(&drivers);

@@ -492,6 +492,17 @@ int nft_sandbox_present(struct nft_conn *c, const char *id, bool *present, struc
         return r;
 }
 
+int nft_table_present(struct nft_conn *c, bool *present, struct bg_err **err)
+{
+        LOCKED(c);
+        struct elems es = { 0 };
+        bool exists = false;
+        int r = read_elems(c, &es, &exists, err);
+        free(es.v);
+        *present = r == 0 && exists;
+        return r;
+}
+
 int nft_list_ids(struct nft_conn *c, char (**ids)[IPAM_ID_LEN + 1], size_t *n, struct bg_err **err)
 {
         struct elems es = { 0 };

@@ -85,6 +85,9 @@ int nft_sandbox_del_many(struct nft_conn *c, const char (*ids)[IPAM_ID_LEN + 1],
 /* True in *present when any element carries id's mark. */
 int nft_sandbox_present(struct nft_conn *c, const char *id, bool *present, struct bg_err **err);
 
+/* True in *present when table inet banger exists (for doctor). */
+int nft_table_present(struct nft_conn *c, bool *present, struct bg_err **err);
+
 /* The ids that own elements, sorted and unique, as a heap array of 17-byte
  * strings (*ids, free() it) and *n.  A missing table yields none. */
 int nft_list_ids(struct nft_conn *c, char (**ids)[IPAM_ID_LEN + 1], size_t *n, struct bg_err **err);

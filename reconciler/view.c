@@ -87,6 +87,18 @@ json_t *view_sandbox(const char *name, const struct desired *d, const struct sto
                                    "phaseSince", r ? time_json(r->phase_since_ms) : json_null(),
                                    "errors", errors,
                                    "conditions", conds);
+        if (r && r->handles_json) {
+                /* The network allocation, recorded by the loop in the handles. */
+                json_t *h = json_loads(r->handles_json, 0, NULL);
+                json_t *net = json_object_get(h, "net");
+                const char *keys[] = { "ip", "tap", "mac" };
+                for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+                        json_t *v = json_object_get(net, keys[i]);
+                        if (json_is_string(v))
+                                json_object_set(status, keys[i], v);
+                }
+                json_decref(h);
+        }
         json_object_set_new(obj, "status", status);
         return obj;
 }

@@ -168,6 +168,14 @@ class Refused(Exception):
     pass
 
 
+def tap_exists(name):
+    """Whether a link named name exists in this process's network namespace.
+    /proc/self/net follows the namespace; /sys/class/net follows the one sysfs
+    was mounted in, which under `unshare -n` alone is still the host's."""
+    with open("/proc/self/net/dev") as f:
+        return any(line.split(":", 1)[0].strip() == name for line in f.readlines()[2:])
+
+
 def must_open(path, what, write=True):
     try:
         fd = os.open(path, (os.O_RDWR if write else os.O_RDONLY) | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -239,7 +247,8 @@ def apply(vm, op, params, body):
                       write=not body.get("is_read_only", False))
         vm.drives[body["drive_id"]] = body
     elif t == "/network-interfaces/{iface_id}":
-        if not os.path.exists(f"/sys/class/net/{body['host_dev_name']}"):
+        # Firecracker opens the tap in its own network namespace.
+        if not tap_exists(body["host_dev_name"]):
             raise Refused(f"Could not create the network device: Open tap device failed: {body['host_dev_name']}")
         vm.other[t + params["iface_id"]] = body
     elif t == "/vsock":

@@ -168,6 +168,15 @@ class Daemon:
         d = self.root / "state" / "fake"
         return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
+    def fake_vm_exit(self, sid, status):
+        """Make a fake VM die with status, in one step (write + rename), as
+        a VMM's exit is one event; an in-place rewrite could be read half
+        done."""
+        d = self.root / "run" / "fake"
+        tmp = d / f".{sid}.exit"
+        tmp.write_text(f"exited {status}\n")
+        os.rename(tmp, d / f"{sid}.vm")
+
     def write_spec(self, filename, text):
         """Write atomically, as editors and banger apply do."""
         tmp = self.sandboxes / f".{filename}.tmp"

@@ -176,7 +176,7 @@ def test_vm_crash_restarts_and_counts(daemon):
     daemon.write_spec("web.yaml", spec("web"))
     sb = daemon.wait_converged("web")
     vm_file = daemon.root / "run" / "fake" / f"{sb['metadata']['id']}.vm"
-    vm_file.write_text("exited 1\n")
+    daemon.fake_vm_exit(sb["metadata"]["id"], 1)
     wait_for(lambda: daemon.sandbox("web")["status"]["restarts"] == 1 and daemon.phase("web") == "Running",
              what="restart")
     assert vm_file.read_text().startswith("running")
@@ -186,7 +186,7 @@ def test_vm_crash_restarts_and_counts(daemon):
 def test_restart_never_leaves_crashed_vm_failed(daemon):
     daemon.write_spec("web.yaml", spec("web", restart="never"))
     sb = daemon.wait_converged("web")
-    (daemon.root / "run" / "fake" / f"{sb['metadata']['id']}.vm").write_text("exited 3\n")
+    daemon.fake_vm_exit(sb["metadata"]["id"], 3)
     sb = daemon.wait_phase("web", "Failed")
     assert sb["status"]["lastExit"] == 3 and sb["status"]["restarts"] == 0
     time.sleep(0.5)
@@ -196,7 +196,7 @@ def test_restart_never_leaves_crashed_vm_failed(daemon):
 def test_clean_guest_exit_stays_stopped_on_failure_policy(daemon):
     daemon.write_spec("web.yaml", spec("web"))
     sb = daemon.wait_converged("web")
-    (daemon.root / "run" / "fake" / f"{sb['metadata']['id']}.vm").write_text("exited 0\n")
+    daemon.fake_vm_exit(sb["metadata"]["id"], 0)
     sb = daemon.wait_phase("web", "Stopped")
     assert sb["status"]["lastExit"] == 0 and sb["status"]["restarts"] == 0
 
@@ -204,7 +204,7 @@ def test_clean_guest_exit_stays_stopped_on_failure_policy(daemon):
 def test_restart_always_restarts_clean_exit(daemon):
     daemon.write_spec("web.yaml", spec("web", restart="always"))
     sb = daemon.wait_converged("web")
-    (daemon.root / "run" / "fake" / f"{sb['metadata']['id']}.vm").write_text("exited 0\n")
+    daemon.fake_vm_exit(sb["metadata"]["id"], 0)
     wait_for(lambda: daemon.sandbox("web")["status"]["restarts"] == 1 and daemon.phase("web") == "Running",
              what="restart")
 
