@@ -380,6 +380,8 @@ static int net_up(struct work *w, struct bg_err **err)
         bool had = json_object_get(w->handles, "net") != NULL;
         if (net_claim(n, w->l->c.store, w->rec.id, w->applied, w->handles, err) < 0)
                 return bg_error_wrap(err, "network");
+        if (fault_hit("net-claim.after", w->name, err) < 0)
+                return -EIO;
         if (!had) {
                 w->dirty = true;
                 if (save(w, NULL, NULL, err) < 0)
@@ -387,7 +389,7 @@ static int net_up(struct work *w, struct bg_err **err)
         }
         if (net_setup(n, w->rec.id, w->applied, w->handles, err) < 0)
                 return bg_error_wrap(err, "network");
-        return 0;
+        return fault_hit("net-setup.after", w->name, err);
 }
 
 static int net_down(struct work *w, struct bg_err **err)

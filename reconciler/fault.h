@@ -6,7 +6,11 @@
  *   die:start          fake VMs exit with status 1 right after they start
  * POINT is "<action>.<before|mid|after>", e.g. "prepare.mid", "start.after",
  * "create-record.after", "forget.before".  An optional "@NAME" suffix on
- * POINT limits the fault to one sandbox.
+ * POINT limits the fault to one sandbox.  Network points (bangerd
+ * --driver fake --network): "net-claim.after", "net-setup.mid" (tap made,
+ * no nft elements yet), "net-setup.after" and "net-teardown.mid" (nft
+ * elements gone, tap not yet); the two ".mid" ones sit in net.c, which
+ * knows ids, not names, so they take no "@NAME".
  */
 #ifndef BANGER_FAULT_H
 #define BANGER_FAULT_H

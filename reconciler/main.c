@@ -31,7 +31,7 @@
 
 static const char usage[] =
         "usage: bangerd [--root DIR] [--foreground] [--driver auto|qemu|firecracker|fake]\n"
-        "               [--workers N] [--resync SECONDS] [--log-level LEVEL]\n"
+        "               [--network] [--workers N] [--resync SECONDS] [--log-level LEVEL]\n"
         "\n"
         "The banger daemon: watches the sandboxes folder and converges every spec.\n"
         "  --root DIR        keep config, specs, state, cache and socket under DIR\n"
@@ -39,6 +39,7 @@ static const char usage[] =
         "  --foreground      stay attached and log to stderr (default: detach, log to syslog)\n"
         "  --driver NAME     auto (default: Firecracker where usable, else QEMU), qemu,\n"
         "                    firecracker, or fake (the control loop alone, no guests)\n"
+        "  --network         with --driver fake, also run the network (tests)\n"
         "  --workers N       sandboxes reconciled in parallel (default 4)\n"
         "  --resync SECONDS  full re-check and garbage collection period (default 10)\n"
         "  --log-level L     debug, info, warn or error (default from config, else info)\n";
@@ -47,6 +48,7 @@ struct opts {
         const char *root;
         bool foreground;
         const char *driver;
+        bool network;      /* --network: the fake driver with the real network */
         int workers;
         double resync_s;
         const char *log_level;
@@ -58,6 +60,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                 { "root", required_argument, NULL, 'r' },
                 { "foreground", no_argument, NULL, 'f' },
                 { "driver", required_argument, NULL, 'd' },
+                { "network", no_argument, NULL, 'n' },
                 { "workers", required_argument, NULL, 'w' },
                 { "resync", required_argument, NULL, 's' },
                 { "log-level", required_argument, NULL, 'l' },
@@ -73,6 +76,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                 case 'r': o->root = optarg; break;
                 case 'f': o->foreground = true; break;
                 case 'd': o->driver = optarg; break;
+                case 'n': o->network = true; break;
                 case 'w':
                         o->workers = (int)strtol(optarg, &end, 10);
                         if (!*optarg || *end || o->workers < 1 || o->workers > 64) {
@@ -237,9 +241,10 @@ int main(int argc, char **argv)
         if (make_drivers(o.driver, &env, &drivers, &err) < 0)
                 goto out;
         /* Real guests get banger's bridge; the fake driver's tests stay
-         * network-free.  A bad subnet or a foreign link named like the
-         * bridge stops bangerd here, before anything is changed. */
-        if (strcmp(o.driver, "fake") != 0 && net_open(&cfg, &net, &err) < 0)
+         * network-free unless --network asks for it (crash injection
+         * around the network steps).  A bad subnet or a foreign link named
+         * like the bridge stops bangerd here, before anything is changed. */
+        if ((strcmp(o.driver, "fake") != 0 || o.network) && net_open(&cfg, &net, &err) < 0)
                 goto out;
         db = xasprintf("%s/db", paths.state_dir);
         if (store_open(db, &store, &err) < 0)

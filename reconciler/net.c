@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "fault.h"
 #include "log.h"
 #include "netlink.h"
 #include "nft.h"
@@ -263,6 +264,9 @@ int net_setup(struct net *n, const char *id, const struct bg_spec *spec, const j
                 bg_err_free(e);
                 return rc;
         }
+        /* Tests only (fake driver): the tap exists, the rules not yet. */
+        if ((rc = fault_hit("net-setup.mid", NULL, err)) < 0)
+                return rc;
         struct nft_port ports[NFT_MAX_PORTS];
         size_t np = 0;
         for (size_t i = 0; spec && i < spec->n_ports; i++) {
@@ -289,6 +293,9 @@ int net_teardown(struct net *n, const char *id, const json_t *handles, struct bg
         }
         int rc = nft_sandbox_del(n->nft, id, err);
         if (rc < 0)
+                return rc;
+        /* Tests only (fake driver): the rules are gone, the tap not yet. */
+        if ((rc = fault_hit("net-teardown.mid", NULL, err)) < 0)
                 return rc;
         return nl_tap_delete(n->nl, tap, err);
 }

@@ -42,7 +42,7 @@ class Daemon:
     """One bangerd with its own --root.  Stopping it never touches VMs."""
 
     def __init__(self, root: Path, faults: str = "", resync: float = 0.2, extra=(), driver="fake", netns=False,
-                 prefix=None):
+                 prefix=None, netns_name=None):
         self.root = Path(root)
         self.faults = faults
         self.resync = resync
@@ -52,6 +52,9 @@ class Daemon:
         # nothing they do can touch the machine's network.
         self.netns = netns
         self.prefix = prefix   # a full command prefix, e.g. a mount namespace wrapper
+        # A named namespace (`ip netns add`, the test's own) that every
+        # start of this daemon enters: taps and rules outlive a restart there.
+        self.netns_name = netns_name
         self.proc = None
         self.log = self.root / "bangerd.log"
 
@@ -74,7 +77,12 @@ class Daemon:
             env.pop("BANGER_FAULTS", None)
         self.root.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
-        prefix = self.prefix or (["unshare", "-n"] if self.netns else [])
+        if self.prefix:
+            prefix = self.prefix
+        elif self.netns_name:
+            prefix = ["ip", "netns", "exec", self.netns_name]
+        else:
+            prefix = ["unshare", "-n"] if self.netns else []
         self.proc = subprocess.Popen(
             [*prefix, str(BANGERD), "--root", str(self.root), "--foreground", "--driver", self.driver,
              "--resync", str(self.resync), "--log-level", "debug", *self.extra],
