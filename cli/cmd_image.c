@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "catalog_cmd.h"
 #include "cli.h"
 #include "err.h"
 #include "image_build.h"
@@ -232,52 +233,7 @@ static int image_list(struct cli *cli, int argc, char **argv, char *label)
 
 static int image_rm(struct cli *cli, int argc, char **argv, char *label)
 {
-        enum { OPT_FORCE = 256 };
-        static const struct option opts[] = {
-                { "force", no_argument, NULL, OPT_FORCE },
-                { "help", no_argument, NULL, 'h' },
-                { NULL, 0, NULL, 0 },
-        };
-        bool force = false;
-        int ch;
-        sub_getopt_reset(cli, argv, label);
-        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                switch (ch) {
-                case OPT_FORCE:
-                        force = true;
-                        break;
-                case 'h':
-                        return cli_help(cli);
-                default:
-                        return cli_usage_error(cli, NULL);
-                }
-        }
-        if (optind >= argc)
-                return cli_usage_error(cli, "give at least one NAME");
-
-        int rc = EXIT_OK;
-        for (int i = optind; i < argc; i++) {
-                const char *name = argv[i];
-                struct bg_err *err = NULL;
-                if (!catalog_name_valid(name)) {
-                        cli_error("invalid image name '%s'", name);
-                        rc = EXIT_ERR;
-                        continue;
-                }
-                _cleanup_free_ char *dir = xasprintf("%s/images/%s", cli->paths.state_dir, name);
-                if (access(dir, F_OK) < 0) {
-                        cli_error("image '%s' not found", name);
-                        rc = EXIT_ERR;
-                        continue;
-                }
-                if (inuse_check(&cli->paths, "image", name, force, &err) < 0 ||
-                    catalog_remove(cli->paths.state_dir, "images", name, &err) < 0) {
-                        rc = error_out(err);
-                        continue;
-                }
-                printf("image/%s removed\n", name);
-        }
-        return rc;
+        return catalog_cmd_rm(cli, argc, argv, label, "image");
 }
 
 int cmd_image(struct cli *cli, int argc, char **argv)
