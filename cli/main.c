@@ -66,7 +66,7 @@ static void print_main_usage(FILE *out)
 {
         fprintf(out, "usage: banger [--root DIR] COMMAND [ARGS]\n\ncommands:\n");
         for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
-                fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+                fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
         fprintf(out, "\nglobal options:\n"
                      "  --root DIR    keep every path under DIR (also $BANGER_ROOT)\n"
                      "  -h, --help    show this help\n"
