@@ -95,7 +95,7 @@ static void bench_work(const char *root, const char *keys)
                 struct bg_err *err = NULL;
                 _cleanup_free_ char *dest = xasprintf("%s/work-%d.ext4", root, i);
                 double t0 = now_ms();
-                if (disk_work_create(dest, 1ULL << 30, keys, &err) < 0)
+                if (disk_work_create(dest, 1ULL << 30, keys, NULL, &err) < 0)
                         die("disk_work_create", err);
                 t[i] = now_ms() - t0;
         }

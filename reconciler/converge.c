@@ -11,9 +11,11 @@
  * objects again (a VMM's pid and start time) is saved with the phase change
  * that follows the step.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "driver.h"
 #include "drivers.h"
@@ -21,10 +23,12 @@
 #include "fault.h"
 #include "hub.h"
 #include "index.h"
+#include "known_hosts.h"
 #include "log.h"
 #include "loop_internal.h"
 #include "net.h"
 #include "plan.h"
+#include "sshkey.h"
 #include "store.h"
 #include "util.h"
 #include "vmdefaults.h"
@@ -337,6 +341,123 @@ static int do_update_spec(struct work *w, struct bg_err **err)
         return fault_hit("update-spec.after", r->name, err);
 }
 
+/* ---- the guest's SSH host key ----
+ *
+ * Made on the host before the guest first boots (state_dir/vms/<id>/
+ * ssh_host_ed25519_key, handles "host_key", put on the work disk by the
+ * driver) and pinned in banger's known_hosts under the record id, so the
+ * first ssh to the guest already checks its key: no trust on first use. */
+
+static char *host_key_dir(struct loop *l, const char *id)
+{
+        return xasprintf("%s/vms/%s", l->c.state_dir, id);
+}
+
+static char *known_hosts_of(struct loop *l)
+{
+        return xasprintf("%s/known_hosts", l->c.ssh_dir);
+}
+
+static int host_key_up(struct work *w, struct bg_err **err)
+{
+        struct loop *l = w->l;
+        if (!l->c.state_dir || !l->c.ssh_dir)
+                return 0;
+        struct store_record *r = &w->rec;
+        _cleanup_free_ char *dir = host_key_dir(l, r->id);
+        _cleanup_free_ char *path = xasprintf("%s/ssh_host_ed25519_key", dir);
+        _cleanup_free_ char *pub = NULL, *kh = NULL;
+        struct sshkey *k = NULL;
+        int rc = 0;
+        /* Reused when it exists: a work disk made by an earlier, interrupted
+         * prepare already holds it. */
+        if (access(path, F_OK) == 0) {
+                struct bg_err *e = NULL;
+                if (sshkey_load_private(path, &k, NULL, &e) < 0) {
+                        log_warn("host key name=%s: %s; making a new one", r->name, bg_err_msg(e));
+                        k = NULL;
+                }
+                bg_err_free(e);
+        }
+        if (!k) {
+                if (mkdir_p(dir, 0700, err) < 0 || sshkey_generate(&k, err) < 0 ||
+                    sshkey_write_pair(k, path, r->name, false, true, err) < 0) {
+                        rc = bg_error_wrap(err, "host key");
+                        goto out;
+                }
+                log_info("host key name=%s id=%s made", r->name, r->id);
+        }
+        const char *had = json_string_value(json_object_get(w->handles, "host_key"));
+        if (!had || strcmp(had, path) != 0) {
+                json_object_set_new(w->handles, "host_key", json_string(path));
+                w->dirty = true;
+                if (save(w, NULL, NULL, err) < 0) {
+                        rc = -EIO;
+                        goto out;
+                }
+        }
+        json_t *net = json_object_get(w->handles, "net");
+        pub = sshkey_public_line(k, NULL);
+        kh = known_hosts_of(l);
+        struct kh_entry e = {
+                .id = r->id,
+                .name = r->name,
+                .ip = l->c.net && net ? json_string_value(json_object_get(net, "ip")) : NULL,
+                .pubkey = pub,
+        };
+        if (kh_set(kh, &e, err) < 0)
+                rc = bg_error_wrap(err, "known_hosts");
+out:
+        sshkey_free(k);
+        return rc;
+}
+
+/* The host key file (the drivers' cleanup usually took its folder). */
+static void host_key_remove(struct loop *l, const char *id)
+{
+        if (!l->c.state_dir)
+                return;
+        _cleanup_free_ char *dir = host_key_dir(l, id);
+        _cleanup_free_ char *path = xasprintf("%s/ssh_host_ed25519_key", dir);
+        unlink(path);
+        rmdir(dir);   /* only when nothing else is left in it */
+}
+
+/* After a failed prepare: when the key is all the sandbox's folder holds
+ * (the driver made nothing), leave nothing behind; the retry makes a new
+ * key.  A folder with disks keeps its key, which those disks may hold. */
+static void host_key_drop_if_alone(struct loop *l, const char *id)
+{
+        if (!l->c.state_dir)
+                return;
+        _cleanup_free_ char *dir = host_key_dir(l, id);
+        DIR *d = opendir(dir);
+        if (!d)
+                return;
+        bool alone = true;
+        for (struct dirent *e; (e = readdir(d));)
+                if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+                    strcmp(e->d_name, "ssh_host_ed25519_key") != 0)
+                        alone = false;
+        closedir(d);
+        if (alone)
+                host_key_remove(l, id);
+}
+
+/* Unpin a deleted sandbox.  A failure only warns: the record is gone, and
+ * the GC pass drops lines no record claims. */
+static void host_key_forget(struct loop *l, const char *id)
+{
+        host_key_remove(l, id);
+        if (!l->c.ssh_dir)
+                return;
+        _cleanup_free_ char *kh = known_hosts_of(l);
+        struct bg_err *e = NULL;
+        if (kh_remove(kh, id, &e) < 0)
+                log_warn("known_hosts: remove id=%s: %s", id, bg_err_msg(e));
+        bg_err_free(e);
+}
+
 static int do_forget(struct work *w, struct bg_err **err)
 {
         struct store_record *r = &w->rec;
@@ -361,6 +482,7 @@ static int do_forget(struct work *w, struct bg_err **err)
                 return -EIO;
         publish(w->l, seq);
         log_info("deleted name=%s id=%s", r->name, r->id);
+        host_key_forget(w->l, r->id);
         loop_note_driver(w->l, r->id, NULL);
         store_record_release(r);
         w->has_rec = false;
@@ -444,10 +566,12 @@ static int execute(struct work *w, const struct plan_step *s, struct bg_err **er
         case PLAN_UPDATE_SPEC:
                 return do_update_spec(w, err);
         case PLAN_PREPARE:
-                if (net_up(w, err) < 0)
+                if (net_up(w, err) < 0 || host_key_up(w, err) < 0)
                         return -EIO;
-                if (drv->ops->prepare(drv, &vm, err) < 0)
+                if (drv->ops->prepare(drv, &vm, err) < 0) {
+                        host_key_drop_if_alone(w->l, r->id);
                         return bg_error_wrap(err, "prepare");
+                }
                 r->flags |= REC_PREPARED;
                 w->dirty = true;
                 return 0;
@@ -480,6 +604,7 @@ static int execute(struct work *w, const struct plan_step *s, struct bg_err **er
                         return bg_error_wrap(err, "cleanup");
                 if (net_down(w, err) < 0)
                         return -EIO;
+                host_key_remove(w->l, r->id);
                 r->flags &= ~REC_PREPARED;
                 json_object_clear(w->handles);
                 w->drv = NULL;   /* a recreate may move to another hypervisor */

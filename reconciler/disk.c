@@ -522,9 +522,35 @@ static int put_file(const char *path, const char *data, size_t len, unsigned mod
         return 0;
 }
 
-/* /root's initial content in staging. */
-static int stage_root(const char *staging, const char *authorized_keys_file, struct bg_err **err)
+/* staging/NAME as a folder with exactly mode, owned by root. */
+static int stage_dir(const char *path, struct bg_err **err)
 {
+        if (mkdir(path, 0700) < 0 || chmod(path, 0700) < 0)
+                return bg_error(err, errno, "mkdir '%s': %s", path, strerror(errno));
+        if (geteuid() == 0 && chown(path, 0, 0) < 0)
+                return bg_error(err, errno, "chown '%s': %s", path, strerror(errno));
+        return 0;
+}
+
+/* /root's initial content in staging. */
+static int stage_root(const char *staging, const char *authorized_keys_file, const char *host_key_file,
+                      struct bg_err **err)
+{
+        if (host_key_file) {
+                char *key = NULL;
+                size_t len = 0;
+                if (read_file_limited(host_key_file, 64 * 1024, &key, &len, err) < 0)
+                        return bg_error_wrap(err, "host key");
+                _cleanup_free_ char *dir = xasprintf("%s/.banger", staging);
+                _cleanup_free_ char *hk = xasprintf("%s/ssh_host_ed25519_key", dir);
+                int r = stage_dir(dir, err);
+                if (r == 0)
+                        r = put_file(hk, key, len, 0600, err);
+                explicit_bzero(key, len);
+                free(key);
+                if (r < 0)
+                        return r;
+        }
         if (!authorized_keys_file)
                 return 0;
         _cleanup_free_ char *keys = NULL;
@@ -532,15 +558,15 @@ static int stage_root(const char *staging, const char *authorized_keys_file, str
         if (read_file_limited(authorized_keys_file, 256 * 1024, &keys, &len, err) < 0)
                 return bg_error_wrap(err, "authorized keys");
         _cleanup_free_ char *ssh = xasprintf("%s/.ssh", staging);
-        if (mkdir(ssh, 0700) < 0 || chmod(ssh, 0700) < 0)
-                return bg_error(err, errno, "mkdir '%s': %s", ssh, strerror(errno));
-        if (geteuid() == 0 && chown(ssh, 0, 0) < 0)
-                return bg_error(err, errno, "chown '%s': %s", ssh, strerror(errno));
+        int r = stage_dir(ssh, err);
+        if (r < 0)
+                return r;
         _cleanup_free_ char *ak = xasprintf("%s/authorized_keys", ssh);
         return put_file(ak, keys, len, 0600, err);
 }
 
-int disk_work_create(const char *dest, uint64_t size, const char *authorized_keys_file, struct bg_err **err)
+int disk_work_create(const char *dest, uint64_t size, const char *authorized_keys_file, const char *host_key_file,
+                     struct bg_err **err)
 {
         unlink(dest);
         if (size < (1u << 20))
@@ -551,7 +577,7 @@ int disk_work_create(const char *dest, uint64_t size, const char *authorized_key
         if (!mkdtemp(staging))
                 return bg_error(err, errno, "work disk '%s': staging folder: %s", dest, strerror(errno));
         _cleanup_free_ char *tmp = NULL;
-        int r = stage_root(staging, authorized_keys_file, err);
+        int r = stage_root(staging, authorized_keys_file, host_key_file, err);
         int out = r < 0 ? -1 : make_temp(dest, &tmp, err);
         if (out >= 0) {
                 char sz[32];

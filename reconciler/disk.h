@@ -33,8 +33,12 @@ int disk_root_create(const char *image, const char *dest, uint64_t size, bool al
 /* Build an ext4 work disk at dest of `size` bytes from a staging folder
  * holding /root's initial content: .ssh/authorized_keys from
  * authorized_keys_file (when not NULL), with modes sshd's StrictModes
- * accepts (0700 .ssh, 0600 authorized_keys, owned by root). */
-int disk_work_create(const char *dest, uint64_t size, const char *authorized_keys_file, struct bg_err **err);
+ * accepts (0700 .ssh, 0600 authorized_keys, owned by root), and
+ * .banger/ssh_host_ed25519_key from host_key_file (when not NULL; 0700
+ * .banger, 0600 key): the guest's SSH host key, pinned on the host before
+ * the guest first boots. */
+int disk_work_create(const char *dest, uint64_t size, const char *authorized_keys_file, const char *host_key_file,
+                     struct bg_err **err);
 
 /* Which root-disk method dir's filesystem gives (for doctor). */
 enum disk_method disk_probe_method(const char *dir, bool allow_qcow2);

@@ -33,6 +33,13 @@ struct driver_vm {
         void *persist_arg;
 };
 
+/* The guest's SSH host key file the loop made before prepare (handles
+ * "host_key"), for the work disk; NULL when there is none. */
+static inline const char *host_key_of(const struct driver_vm *vm)
+{
+        return vm->handles ? json_string_value(json_object_get(vm->handles, "host_key")) : NULL;
+}
+
 /* What every driver gets at construction. */
 struct driver_env {
         const char *state_dir;    /* daemon state: kernels/, images/, vms/<id>/ disks */

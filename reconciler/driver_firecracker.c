@@ -165,7 +165,7 @@ static int fc_prepare(struct driver *d, struct driver_vm *vm, struct bg_err **er
                 made_root = r == 0;
         }
         if (r == 0 && access(work, F_OK) < 0)
-                r = disk_work_create(work, WORK_DISK_SIZE, f->authorized_keys, err);
+                r = disk_work_create(work, WORK_DISK_SIZE, f->authorized_keys, host_key_of(vm), err);
         if (r < 0) {
                 if (made_root)
                         unlink(root);       /* nothing half-made */

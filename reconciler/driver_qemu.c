@@ -259,7 +259,7 @@ static int make_disks(struct qemu *q, struct driver_vm *vm, struct bg_err **err)
         enum disk_method used;
         int64_t t0 = now_mono_ms();
         if (disk_root_create(image, root, size, true, &used, err) < 0 ||
-            disk_work_create(work, WORK_DISK_SIZE, keys, err) < 0)
+            disk_work_create(work, WORK_DISK_SIZE, keys, host_key_of(vm), err) < 0)
                 return -EIO;
         json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "root", root, "format", used == DISK_QCOW2 ? "qcow2" : "raw",
                               "method", disk_method_name(used), "work", work);

@@ -29,6 +29,7 @@
 #include "err.h"
 #include "hub.h"
 #include "index.h"
+#include "known_hosts.h"
 #include "log.h"
 #include "net.h"
 #include "vmdefaults.h"
@@ -346,6 +347,76 @@ static int stray_alloc_cb(const char *pool, const char *key, const char *owner, 
 /* Remove what no record claims.  Objects are listed before records are
  * read: every object's record was committed before the object was made
  * (write-ahead), so a live sandbox's objects always find their record. */
+/* The ids banger lines of known_hosts carry (candidates: kh_remove judges
+ * what is banger's).  Read before the records, so that an id found here and
+ * in no record belongs to a deleted sandbox, never to one created since. */
+static struct strmap *kh_ids(const char *path)
+{
+        struct strmap *m = strmap_new();
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (read_file_limited(path, KH_MAX_FILE, &text, &len, NULL) < 0)
+                return m;
+        for (char *line = text, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = '\0';
+                size_t n = strlen(line);
+                while (n && (line[n - 1] == ' ' || line[n - 1] == '\t' || line[n - 1] == '\r'))
+                        line[--n] = '\0';
+                char *last = line + n;
+                while (last > line && last[-1] != ' ' && last[-1] != '\t')
+                        last--;
+                if (last == line || strncmp(last, "banger:", 7) != 0 || strlen(last + 7) != 16)
+                        continue;
+                bool hex = true;
+                for (const char *c = last + 7; *c; c++)
+                        hex = hex && ((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'));
+                if (hex)
+                        strmap_put(m, last + 7, (void *)1);
+        }
+        return m;
+}
+
+struct kh_stray {
+        struct strmap *ids;   /* the records' ids */
+        char **v;
+        size_t n;
+};
+
+static void kh_stray_cb(const char *id, void *value, void *arg)
+{
+        (void)value;
+        struct kh_stray *s = arg;
+        if (!strmap_get(s->ids, id)) {
+                s->v = xrealloc(s->v, (s->n + 1) * sizeof *s->v);
+                s->v[s->n++] = xstrdup(id);
+        }
+}
+
+/* Drop the known_hosts lines of sandboxes no record claims (a crash between
+ * deleting a record and its line). */
+static void gc_known_hosts(struct loop *l, struct strmap *pinned, struct strmap *ids)
+{
+        struct kh_stray s = { ids, NULL, 0 };
+        strmap_foreach(pinned, kh_stray_cb, &s);
+        _cleanup_free_ char *path = xasprintf("%s/known_hosts", l->c.ssh_dir);
+        for (size_t i = 0; i < s.n; i++) {
+                struct bg_err *e = NULL;
+                if (kh_remove(path, s.v[i], &e) < 0) {
+                        log_warn("gc known_hosts: remove id=%s: %s", s.v[i], bg_err_msg(e));
+                } else {
+                        log_info("gc known_hosts: removed id=%s", s.v[i]);
+                        _cleanup_free_ char *m = xasprintf("removed the known_hosts line of %s that no record claims",
+                                                           s.v[i]);
+                        loop_emit(l, NULL, s.v[i], "GarbageCollected", NULL, m);
+                }
+                bg_err_free(e);
+                free(s.v[i]);
+        }
+        free(s.v);
+}
+
 static void gc_pass(struct loop *l)
 {
         struct bg_err *err = NULL;
@@ -357,12 +428,17 @@ static void gc_pass(struct loop *l)
         size_t n_owned[DRIVERS_MAX] = { 0 };
         bool listed = true;
         struct net_owned net_owned = { 0 };
+        struct strmap *pinned = NULL;
 
         for (size_t d = 0; d < ds->n; d++)
                 if (ds->v[d]->ops->list_owned(ds->v[d], &owned[d], &n_owned[d], &err) < 0)
                         listed = false;
         if (listed && l->c.net && net_gc_list(l->c.net, &net_owned, &err) < 0)
                 listed = false;
+        if (l->c.ssh_dir) {
+                _cleanup_free_ char *kh = xasprintf("%s/known_hosts", l->c.ssh_dir);
+                pinned = kh_ids(kh);
+        }
         if (!listed || store_txn_begin(l->c.store, false, &t, &err) < 0)
                 goto out;
         int rc = store_record_foreach(t, collect_id_cb, ids, &err);
@@ -404,6 +480,8 @@ static void gc_pass(struct loop *l)
                 store_txn_commit(t, &err);
                 log_info("gc: released %zu stray allocations", a.n / 2);
         }
+        if (pinned)
+                gc_known_hosts(l, pinned, ids);
 out:
         if (err)
                 log_warn("gc: %s", bg_err_msg(err));
@@ -417,6 +495,8 @@ out:
                 free(a.keys[i]);
         free(a.keys);
         net_owned_release(&net_owned);
+        if (pinned)
+                strmap_free(pinned);
         strmap_free(ids);
 }
 

@@ -35,6 +35,8 @@ struct loop_config {
         struct net *net;           /* borrowed; NULL: no networking (fake driver) */
         int workers;          /* worker threads, >= 1 */
         int resync_ms;        /* full re-check and GC period */
+        const char *state_dir;     /* guest host keys live in state_dir/vms/<id>/; NULL: none */
+        const char *ssh_dir;       /* banger's known_hosts is ssh_dir/known_hosts; NULL: none */
 };
 
 int loop_new(const struct loop_config *c, struct loop **out, struct bg_err **err);

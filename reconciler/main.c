@@ -25,6 +25,7 @@
 #include "net.h"
 #include "paths.h"
 #include "resolved.h"
+#include "sshkey.h"
 #include "store.h"
 #include "util.h"
 #include "version.h"
@@ -192,6 +193,36 @@ static int lock_state(const char *state_dir, int *fd, struct bg_err **err)
         return 0;
 }
 
+/* banger's user key: made under ssh_dir when absent, so every guest's
+ * authorized_keys can name it; a configured ssh_key_path is only read.
+ * Fails only for a configured path that cannot be resolved. */
+static int user_key(const struct bg_config *cfg, const char *ssh_dir, struct bg_err **err)
+{
+        _cleanup_free_ char *path = NULL;
+        if (sshkey_user_key_path(cfg->ssh_key_path, getenv("HOME"), ssh_dir, &path, err) < 0)
+                return -1;
+        if (cfg->ssh_key_path && *cfg->ssh_key_path) {
+                char *line = NULL;
+                struct bg_err *e = NULL;
+                if (sshkey_read_public(path, &line, &e) < 0)
+                        log_warn("ssh_key_path %s: %s", path, bg_err_msg(e));
+                bg_err_free(e);
+                free(line);
+                return 0;
+        }
+        /* A key banger cannot make or complete (a public key put there
+         * alone, a folder it may not write) only warns: guests still get
+         * whatever public key is there, and nothing is replaced. */
+        bool created = false;
+        struct bg_err *e = NULL;
+        if (sshkey_ensure_user_key(path, &created, &e) < 0)
+                log_warn("user key: %s", bg_err_msg(e));
+        else if (created)
+                log_info("made user key %s", path);
+        bg_err_free(e);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         struct opts o;
@@ -230,6 +261,8 @@ int main(int argc, char **argv)
                 log_threshold = (enum log_level)l;
         }
         if (lock_state(paths.state_dir, &lock_fd, &err) < 0)
+                goto out;
+        if (user_key(&cfg, paths.ssh_dir, &err) < 0)
                 goto out;
         struct driver_env env = {
                 .state_dir = paths.state_dir,
@@ -282,6 +315,8 @@ int main(int argc, char **argv)
                 .net = net,
                 .workers = o.workers,
                 .resync_ms = (int)(o.resync_s * 1000),
+                .state_dir = paths.state_dir,
+                .ssh_dir = paths.ssh_dir,
         };
         if (loop_new(&lc, &loop, &err) < 0)
                 goto out;

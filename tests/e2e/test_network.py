@@ -205,29 +205,35 @@ UPLINK_HOST, UPLINK_FAR = "198.51.100.1", "198.51.100.2"   # TEST-NET-2, only in
 
 
 def ssh_daemon(tmp_path):
-    """A QEMU bangerd (own namespace) whose guests trust a key the test
-    holds: the work disk carries ROOT/state/ssh/id_ed25519.pub as
-    /root/.ssh/authorized_keys when the file exists at prepare time."""
+    """A QEMU bangerd (own namespace).  bangerd makes its user key,
+    ROOT/state/ssh/id_ed25519, at start-up; each guest's work disk carries
+    its public half as /root/.ssh/authorized_keys and the guest's own host
+    key, pinned in ROOT/state/ssh/known_hosts before the guest boots."""
     from assets import imported_root
     root = imported_root(tmp_path / "root")
-    key = root / "state" / "ssh" / "id_ed25519"
-    key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "banger-test", "-f", str(key)],
-                   check=True)
     d = Daemon(root, driver="qemu", netns=True, resync=0.5)
-    d.key = key
-    return d.start()
+    d.key = root / "state" / "ssh" / "id_ed25519"
+    d.known_hosts = root / "state" / "ssh" / "known_hosts"
+    d.start()
+    assert d.key.is_file() and (d.key.stat().st_mode & 0o777) == 0o600
+    assert (root / "state" / "ssh" / "id_ed25519.pub").is_file()
+    return d
+
+
+def guest_ssh(d, ip, command, timeout=30, known_hosts=None):
+    """ssh root@ip command from bangerd's namespace with banger's user key and
+    strict host key checking against banger's known_hosts (no trust on first
+    use: the guest's key was pinned before it booted)."""
+    return subprocess.run(
+        ["nsenter", "-t", str(d.proc.pid), "-n", "ssh", "-F", "/dev/null", "-i", str(d.key),
+         "-o", f"UserKnownHostsFile={known_hosts or d.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+         "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", f"root@{ip}", command],
+        capture_output=True, text=True, timeout=timeout)
 
 
 def guest_sh(d, ip, command, timeout=30):
-    """Run command in the guest over SSH from bangerd's namespace.  Host key
-    checking is off on purpose: pinning the guest's host key is a later
-    issue (known_hosts wiring), and this test is about the network."""
-    return subprocess.run(
-        ["nsenter", "-t", str(d.proc.pid), "-n", "ssh", "-F", "/dev/null", "-i", str(d.key),
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-         "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", f"root@{ip}", command],
-        capture_output=True, text=True, timeout=timeout)
+    """Run command in the guest over SSH from bangerd's namespace."""
+    return guest_ssh(d, ip, command, timeout)
 
 
 def wait_ssh(d, ip):
@@ -336,6 +342,51 @@ def test_a_guest_reaches_dns_on_the_gateway_but_no_other_host_port(tmp_path):
         assert f"nameserver {GATEWAY}" in r.stdout, r.stdout
     finally:
         stop_quietly(listener)
+        d.stop()
+        d.check_log()
+        from e2e_util import kill_guests
+        kill_guests(d.root)
+
+
+# ---- host keys: pinned before first boot ----
+
+def test_host_key_is_pinned_before_boot_and_unpinned_on_delete(tmp_path):
+    d = ssh_daemon(tmp_path)
+    try:
+        lo_up(d)
+        d.write_spec("web.yaml", tiny("web"))
+        sb = d.wait_converged("web", timeout=BOOT_TIMEOUT)
+        sid, ip = sb["metadata"]["id"], sb["status"]["ip"]
+        lines = [ln for ln in d.known_hosts.read_text().splitlines() if ln.endswith(f"banger:{sid}")]
+        assert len(lines) == 1 and lines[0].startswith(f"web.vm,{ip} ssh-ed25519 "), lines
+        assert (d.known_hosts.stat().st_mode & 0o777) == 0o600
+        wait_for(lambda: banner(d, ip).startswith("SSH-2.0-dropbear"), timeout=BOOT_TIMEOUT, interval=1,
+                 what=f"dropbear on {ip}")
+        # Strict checking from the very first connection: the key the guest
+        # presents is the one pinned before it booted.
+        r = guest_ssh(d, ip, "true")
+        assert r.returncode == 0, r.stderr
+        # Another key under the guest's names: ssh refuses the guest.
+        other = tmp_path / "other"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+        kt, kb = (tmp_path / "other.pub").read_text().split()[:2]
+        forged = tmp_path / "forged_known_hosts"
+        forged.write_text(f"web.vm,{ip} {kt} {kb} banger:{sid}\n")
+        r = guest_ssh(d, ip, "true", known_hosts=forged)
+        assert r.returncode == 255 and "REMOTE HOST IDENTIFICATION HAS CHANGED" in r.stderr, r.stderr
+        # The same in banger's own file, rewritten in place.
+        text = d.known_hosts.read_text()
+        d.known_hosts.write_text(text.replace(lines[0], f"web.vm,{ip} {kt} {kb} banger:{sid}"))
+        r = guest_ssh(d, ip, "true")
+        assert r.returncode == 255 and "REMOTE HOST IDENTIFICATION HAS CHANGED" in r.stderr, r.stderr
+        # Deleting the sandbox removes its line (and only its line).
+        with open(d.known_hosts, "a") as f:
+            f.write("mine.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOmine\n")
+        r = banger(d.root, "delete", "web", "--timeout", "60")
+        assert r.returncode == 0, r.stderr
+        text = d.known_hosts.read_text()
+        assert f"banger:{sid}" not in text and "mine.example" in text, text
+    finally:
         d.stop()
         d.check_log()
         from e2e_util import kill_guests

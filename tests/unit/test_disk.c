@@ -361,7 +361,7 @@ static void test_work_disk_holds_authorized_keys_with_strict_modes(void **state)
         chmod(keys, 0644);
         _cleanup_free_ char *dest = xasprintf("%s/work.ext4", f->vmdir);
         struct bg_err *e = NULL;
-        if (disk_work_create(dest, 64 * MiB, keys, &e) < 0)
+        if (disk_work_create(dest, 64 * MiB, keys, NULL, &e) < 0)
                 fail_msg("%s", bg_err_msg(e));
         assert_int_equal(file_size(dest), 64 * MiB);
         _cleanup_free_ char *ak = debugfs(dest, "stat /.ssh/authorized_keys");
@@ -383,10 +383,42 @@ static void test_work_disk_without_keys_is_empty(void **state)
 {
         struct fx *f = *state;
         _cleanup_free_ char *dest = xasprintf("%s/work.ext4", f->vmdir);
-        assert_int_equal(disk_work_create(dest, 32 * MiB, NULL, NULL), 0);
+        assert_int_equal(disk_work_create(dest, 32 * MiB, NULL, NULL, NULL), 0);
         _cleanup_free_ char *ls = debugfs(dest, "ls -l /");
         assert_null(strstr(ls, ".ssh"));
+        assert_null(strstr(ls, ".banger"));
         assert_non_null(strstr(ls, "lost+found"));
+        assert_no_leftovers(f->vmdir);
+}
+
+static void test_work_disk_holds_host_key_private(void **state)
+{
+        struct fx *f = *state;
+        _cleanup_free_ char *hk = xasprintf("%s/ssh_host_ed25519_key", f->root);
+        write_all(hk, "-----BEGIN OPENSSH PRIVATE KEY-----\nhostkey\n-----END OPENSSH PRIVATE KEY-----\n");
+        chmod(hk, 0600);
+        _cleanup_free_ char *dest = xasprintf("%s/work.ext4", f->vmdir);
+        struct bg_err *e = NULL;
+        if (disk_work_create(dest, 32 * MiB, NULL, hk, &e) < 0)
+                fail_msg("%s", bg_err_msg(e));
+        _cleanup_free_ char *st = debugfs(dest, "stat /.banger/ssh_host_ed25519_key");
+        assert_non_null(strstr(st, "Type: regular"));
+        assert_non_null(strstr(st, "Mode:  0600"));
+        assert_non_null(strstr(st, "User:     0   Group:     0"));
+        _cleanup_free_ char *dir = debugfs(dest, "stat /.banger");
+        assert_non_null(strstr(dir, "Type: directory"));
+        assert_non_null(strstr(dir, "Mode:  0700"));
+        _cleanup_free_ char *cat = debugfs(dest, "cat /.banger/ssh_host_ed25519_key");
+        assert_non_null(strstr(cat, "hostkey"));
+        _cleanup_free_ char *ls = debugfs(dest, "ls -l /");
+        assert_null(strstr(ls, ".ssh"));
+        assert_no_leftovers(f->vmdir);
+
+        /* A missing host key file fails and leaves nothing. */
+        _cleanup_free_ char *missing = xasprintf("%s/no-such-host-key", f->root);
+        assert_int_equal(disk_work_create(dest, 32 * MiB, NULL, missing, &e), -ENOENT);
+        bg_err_free(e);
+        assert_false(exists(dest));
         assert_no_leftovers(f->vmdir);
 }
 
@@ -397,12 +429,12 @@ static void test_work_disk_failure_leaves_nothing(void **state)
         _cleanup_free_ char *missing = xasprintf("%s/no-such-key.pub", f->root);
         write_all(dest, "stale");
         struct bg_err *e = NULL;
-        assert_int_equal(disk_work_create(dest, 32 * MiB, missing, &e), -ENOENT);
+        assert_int_equal(disk_work_create(dest, 32 * MiB, missing, NULL, &e), -ENOENT);
         assert_non_null(strstr(bg_err_msg(e), "no-such-key.pub"));
         bg_err_free(e);
         assert_false(exists(dest));
         e = NULL;
-        assert_int_equal(disk_work_create(dest, 4096, NULL, &e), -EINVAL);
+        assert_int_equal(disk_work_create(dest, 4096, NULL, NULL, &e), -EINVAL);
         bg_err_free(e);
         assert_false(exists(dest));
         assert_no_leftovers(f->vmdir);
@@ -423,6 +455,7 @@ int main(void)
                 T(test_failure_leaves_nothing_at_dest),
                 T(test_work_disk_holds_authorized_keys_with_strict_modes),
                 T(test_work_disk_without_keys_is_empty),
+                T(test_work_disk_holds_host_key_private),
                 T(test_work_disk_failure_leaves_nothing),
         };
 #undef T
