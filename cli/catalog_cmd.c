@@ -4,12 +4,14 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "catalog.h"
 #include "cli.h"
 #include "err.h"
 #include "inuse.h"
+#include "output.h"
 #include "util.h"
 
 int catalog_cmd_rm(struct cli *cli, int argc, char **argv, char *label, const char *kind)
@@ -64,4 +66,59 @@ int catalog_cmd_rm(struct cli *cli, int argc, char **argv, char *label, const ch
                 printf("%s/%s removed\n", kind, name);
         }
         return rc;
+}
+
+int catalog_cmd_list(struct cli *cli, int argc, char **argv, char *label, const char *folder,
+                     const char *h1, const char *h2, catalog_row_fn row)
+{
+        static const struct option opts[] = {
+                { "output", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
+        };
+        bool json = false;
+        int ch;
+        cli_getopt_reset(cli, argv);
+        argv[0] = label;
+        while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+                switch (ch) {
+                case 'o':
+                        if (strcmp(optarg, "json") == 0)
+                                json = true;
+                        else if (strcmp(optarg, "table") != 0)
+                                return cli_usage_error(cli, "-o wants table or json, not '%s'", optarg);
+                        break;
+                case 'h':
+                        return cli_help(cli);
+                default:
+                        return cli_usage_error(cli, NULL);
+                }
+        }
+        if (optind < argc)
+                return cli_usage_error(cli, "list takes no arguments");
+
+        json_t *list = catalog_list(cli->paths.state_dir, folder);
+        if (json) {
+                output_json(stdout, list);
+                json_decref(list);
+                return EXIT_OK;
+        }
+        struct table t;
+        table_init(&t, 4);
+        const char *header[] = { "NAME", h1, h2, "AGE" };
+        table_add(&t, header);
+        int64_t now = now_wall_ms();
+        size_t i;
+        json_t *e;
+        json_array_foreach(list, i, e) {
+                char age[32], c1[128] = "", c2[128] = "";
+                format_age(json_string_value(json_object_get(e, "created")), now, age, sizeof age);
+                row(e, c1, c2, sizeof c1);
+                const char *cells[] = { json_string_value(json_object_get(e, "name")), c1, c2, age };
+                table_add(&t, cells);
+        }
+        table_print(stdout, &t);
+        table_release(&t);
+        json_decref(list);
+        return EXIT_OK;
 }

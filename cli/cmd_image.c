@@ -174,61 +174,19 @@ static int image_register(struct cli *cli, int argc, char **argv, char *label)
         return EXIT_OK;
 }
 
+static void image_row(const json_t *img, char *recipe, char *size, size_t len)
+{
+        const char *r = json_string_value(json_object_get(img, "recipe"));
+        snprintf(recipe, len, "%s", r ? r : "(registered)");
+        snprintf(size, len, "-");
+        const json_t *sz = json_object_get(img, "size");
+        if (json_is_integer(sz) && json_integer_value(sz) >= 0)
+                image_format_size((uint64_t)json_integer_value(sz), size, len);
+}
+
 static int image_list(struct cli *cli, int argc, char **argv, char *label)
 {
-        static const struct option opts[] = {
-                { "output", required_argument, NULL, 'o' },
-                { "help", no_argument, NULL, 'h' },
-                { NULL, 0, NULL, 0 },
-        };
-        bool json = false;
-        int ch;
-        sub_getopt_reset(cli, argv, label);
-        while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
-                switch (ch) {
-                case 'o':
-                        if (strcmp(optarg, "json") == 0)
-                                json = true;
-                        else if (strcmp(optarg, "table") != 0)
-                                return cli_usage_error(cli, "-o wants table or json, not '%s'", optarg);
-                        break;
-                case 'h':
-                        return cli_help(cli);
-                default:
-                        return cli_usage_error(cli, NULL);
-                }
-        }
-        if (optind < argc)
-                return cli_usage_error(cli, "list takes no arguments");
-
-        json_t *list = catalog_list(cli->paths.state_dir, "images");
-        if (json) {
-                output_json(stdout, list);
-                json_decref(list);
-                return EXIT_OK;
-        }
-        struct table t;
-        table_init(&t, 4);
-        const char *header[] = { "NAME", "RECIPE", "SIZE", "AGE" };
-        table_add(&t, header);
-        int64_t now = now_wall_ms();
-        size_t i;
-        json_t *img;
-        json_array_foreach(list, i, img) {
-                char age[32], size[32] = "-";
-                format_age(json_string_value(json_object_get(img, "created")), now, age, sizeof age);
-                const json_t *sz = json_object_get(img, "size");
-                if (json_is_integer(sz) && json_integer_value(sz) >= 0)
-                        image_format_size((uint64_t)json_integer_value(sz), size, sizeof size);
-                const char *recipe = json_string_value(json_object_get(img, "recipe"));
-                const char *row[] = { json_string_value(json_object_get(img, "name")),
-                                      recipe ? recipe : "(registered)", size, age };
-                table_add(&t, row);
-        }
-        table_print(stdout, &t);
-        table_release(&t);
-        json_decref(list);
-        return EXIT_OK;
+        return catalog_cmd_list(cli, argc, argv, label, "images", "RECIPE", "SIZE", image_row);
 }
 
 static int image_rm(struct cli *cli, int argc, char **argv, char *label)

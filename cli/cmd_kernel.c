@@ -112,58 +112,17 @@ static int kernel_import_cmd(struct cli *cli, int argc, char **argv, char *label
         return EXIT_OK;
 }
 
+static void kernel_row(const json_t *k, char *version, char *source, size_t len)
+{
+        const char *v = json_string_value(json_object_get(k, "version"));
+        const char *src = json_string_value(json_object_get(k, "source"));
+        snprintf(version, len, "%s", v ? v : "");
+        snprintf(source, len, "%s", src ? src : "");
+}
+
 static int kernel_list(struct cli *cli, int argc, char **argv, char *label)
 {
-        static const struct option opts[] = {
-                { "output", required_argument, NULL, 'o' },
-                { "help", no_argument, NULL, 'h' },
-                { NULL, 0, NULL, 0 },
-        };
-        bool json = false;
-        int ch;
-        sub_getopt_reset(cli, argv, label);
-        while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
-                switch (ch) {
-                case 'o':
-                        if (strcmp(optarg, "json") == 0)
-                                json = true;
-                        else if (strcmp(optarg, "table") != 0)
-                                return cli_usage_error(cli, "-o wants table or json, not '%s'", optarg);
-                        break;
-                case 'h':
-                        return cli_help(cli);
-                default:
-                        return cli_usage_error(cli, NULL);
-                }
-        }
-        if (optind < argc)
-                return cli_usage_error(cli, "list takes no arguments");
-
-        json_t *list = catalog_list(cli->paths.state_dir, "kernels");
-        if (json) {
-                output_json(stdout, list);
-                json_decref(list);
-                return EXIT_OK;
-        }
-        struct table t;
-        table_init(&t, 4);
-        const char *header[] = { "NAME", "VERSION", "SOURCE", "AGE" };
-        table_add(&t, header);
-        int64_t now = now_wall_ms();
-        size_t i;
-        json_t *k;
-        json_array_foreach(list, i, k) {
-                char age[32];
-                format_age(json_string_value(json_object_get(k, "created")), now, age, sizeof age);
-                const char *row[] = { json_string_value(json_object_get(k, "name")),
-                                      json_string_value(json_object_get(k, "version")),
-                                      json_string_value(json_object_get(k, "source")), age };
-                table_add(&t, row);
-        }
-        table_print(stdout, &t);
-        table_release(&t);
-        json_decref(list);
-        return EXIT_OK;
+        return catalog_cmd_list(cli, argc, argv, label, "kernels", "VERSION", "SOURCE", kernel_row);
 }
 
 static int kernel_rm(struct cli *cli, int argc, char **argv, char *label)
