@@ -9,7 +9,8 @@ SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 PYTEST_ARGS ?=
 
-PKGS := yaml-0.1 lmdb libmicrohttpd jansson libcurl libarchive libnl-3.0 libnl-route-3.0 libnftables libcrypto
+PKGS := yaml-0.1 lmdb libmicrohttpd jansson libcurl libarchive libnl-3.0 libnl-route-3.0 libnftables libcrypto \
+        libssh2 libgit2
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -86,7 +87,8 @@ DEB_PKGS := build-essential pkg-config libyaml-dev liblmdb-dev libmicrohttpd-dev
             python3-jsonschema python3-yaml curl \
             qemu-system-x86 qemu-utils e2fsprogs busybox-static dropbear-bin debootstrap \
             openssh-client iproute2 xz-utils zstd \
-            libnl-3-dev libnl-route-3-dev libnftables-dev nftables libssl-dev
+            libnl-3-dev libnl-route-3-dev libnftables-dev nftables libssl-dev \
+            libssh2-1-dev libgit2-dev git
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

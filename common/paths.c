@@ -2,6 +2,7 @@
 #include "paths.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,17 @@ int paths_init(struct bg_paths *p, const char *root, struct bg_err **err)
         p->sandboxes_dir = xasprintf("%s/sandboxes", p->config_dir);
         p->socket = xasprintf("%s/bangerd.sock", p->run_dir);
         return 0;
+}
+
+char *paths_owner_home(const struct bg_paths *p, unsigned uid)
+{
+        if (p->root)
+                return xasprintf("%s/home", p->root);
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+        if (getpwuid_r((uid_t)uid, &pw, buf, sizeof buf, &res) != 0 || !res || !pw.pw_dir || pw.pw_dir[0] != '/')
+                return NULL;
+        return xstrdup(pw.pw_dir);
 }
 
 void paths_release(struct bg_paths *p)

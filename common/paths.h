@@ -28,4 +28,10 @@ struct bg_paths {
 int paths_init(struct bg_paths *p, const char *root, struct bg_err **err);
 void paths_release(struct bg_paths *p);
 
+/* The home folder "~/" means for files owned by uid (file_sync host
+ * paths): DIR/home under a root, so tests and experiments never read the
+ * machine's homes; else uid's home from the password database (NULL when
+ * it has none). */
+char *paths_owner_home(const struct bg_paths *p, unsigned uid);
+
 #endif

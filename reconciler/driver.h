@@ -17,6 +17,7 @@
 struct bg_err;
 struct bg_spec;
 struct bg_config;
+struct workdisk_owner;
 
 /* What the loop hands a driver for one VM. */
 struct driver_vm {
@@ -47,6 +48,7 @@ struct driver_env {
         const char *cache_dir;
         const char *ssh_dir;      /* banger's SSH key (id_ed25519.pub), when present */
         const struct bg_config *cfg;   /* qemu_bin, firecracker_bin, ... */
+        const struct workdisk_owner *owner;   /* whose files workspace/file_sync read */
 };
 
 enum vm_observed {

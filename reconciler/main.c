@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -29,6 +30,7 @@
 #include "store.h"
 #include "util.h"
 #include "version.h"
+#include "workdisk.h"
 
 static const char usage[] =
         "usage: bangerd [--root DIR] [--foreground] [--driver auto|qemu|firecracker|fake]\n"
@@ -242,6 +244,7 @@ int main(int argc, char **argv)
         struct dns_server *dns = NULL;
         int lock_fd = -1, sig_fd = -1;
         _cleanup_free_ char *db = NULL;
+        _cleanup_free_ char *owner_home = NULL;
         rc = 1;
 
         if (paths_init(&paths, o.root, &err) < 0)
@@ -264,12 +267,22 @@ int main(int argc, char **argv)
                 goto out;
         if (user_key(&cfg, paths.ssh_dir, &err) < 0)
                 goto out;
+        /* workspace and file_sync read the sandboxes folder owner's files
+         * with that owner's rights (workdisk.h). */
+        struct stat folder;
+        if (stat(paths.sandboxes_dir, &folder) < 0) {
+                bg_error(&err, errno, "%s: %s", paths.sandboxes_dir, strerror(errno));
+                goto out;
+        }
+        owner_home = paths_owner_home(&paths, folder.st_uid);
+        struct workdisk_owner owner = { folder.st_uid, folder.st_gid, owner_home };
         struct driver_env env = {
                 .state_dir = paths.state_dir,
                 .run_dir = paths.run_dir,
                 .cache_dir = paths.cache_dir,
                 .ssh_dir = paths.ssh_dir,
                 .cfg = &cfg,
+                .owner = &owner,
         };
         if (make_drivers(o.driver, &env, &drivers, &err) < 0)
                 goto out;
