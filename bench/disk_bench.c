@@ -18,6 +18,7 @@
 #include "err.h"
 #include "util.h"
 #include "vmm.h"
+#include "workdisk.h"
 
 #define N_VMS 15
 
@@ -95,8 +96,9 @@ static void bench_work(const char *root, const char *keys)
                 struct bg_err *err = NULL;
                 _cleanup_free_ char *dest = xasprintf("%s/work-%d.ext4", root, i);
                 double t0 = now_ms();
-                if (disk_work_create(dest, 1ULL << 30, keys, NULL, &err) < 0)
-                        die("disk_work_create", err);
+                struct workdisk_in in = { .authorized_keys_file = keys };
+                if (workdisk_create(dest, &in, &err) < 0)
+                        die("workdisk_create", err);
                 t[i] = now_ms() - t0;
         }
         qsort(t, 5, sizeof t[0], cmp_double);

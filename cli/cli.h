@@ -6,6 +6,7 @@
 #define BANGER_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "paths.h"
 
@@ -35,6 +36,16 @@ struct cli {
 int cmd_apply(struct cli *cli, int argc, char **argv);
 int cmd_get(struct cli *cli, int argc, char **argv);
 int cmd_delete(struct cli *cli, int argc, char **argv);
+/* Remove names' documents from the folder and (wait) until the daemon
+ * has torn them down; prints "sandbox/NAME deleted" for each. */
+int cli_delete_names(struct cli *cli, const char *const *names, size_t n, bool wait, int timeout);
+/* vm run / vm create / vm ssh (cmd_vmrun.c). */
+int vm_run(struct cli *cli, int argc, char **argv);
+int vm_create(struct cli *cli, int argc, char **argv);
+int vm_ssh(struct cli *cli, int argc, char **argv);
+/* vm exec / vm stats through the guest agent (cmd_vmexec.c). */
+int vm_exec(struct cli *cli, int argc, char **argv);
+int vm_stats(struct cli *cli, int argc, char **argv);
 int cmd_diff(struct cli *cli, int argc, char **argv);
 int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_version(struct cli *cli, int argc, char **argv);

@@ -127,6 +127,51 @@ static int wait_gone(struct client *c, struct gone_wait *ws, size_t n, int timeo
         return EXIT_ERR;
 }
 
+int cli_delete_names(struct cli *cli, const char *const *names, size_t n, bool wait, int timeout)
+{
+        struct client *c = client_new(cli->paths.socket);
+        struct folder f;
+        struct bg_err *err = NULL;
+        struct gone_wait *ws = xcalloc(n ? n : 1, sizeof *ws);
+        size_t n_wait = 0;
+        int rc = EXIT_OK;
+
+        if (folder_load(&f, cli->paths.sandboxes_dir, &err) < 0) {
+                cli_error("%s", bg_err_msg(err));
+                bg_err_free(err);
+                rc = EXIT_ERR;
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+                int r = delete_one(c, &f, names[i]);
+                if (r == -2) {
+                        rc = EXIT_ERR;
+                        goto out;
+                }
+                if (r < 0) {
+                        rc = EXIT_ERR;
+                        continue;
+                }
+                if (!wait)
+                        printf("sandbox/%s deleted\n", names[i]);
+                else
+                        ws[n_wait++].name = names[i];
+        }
+        fflush(stdout);
+        if (n_wait) {
+                int w = wait_gone(c, ws, n_wait, timeout);
+                if (w != EXIT_OK)
+                        rc = w;
+        }
+out:
+        for (size_t i = 0; i < n_wait; i++)
+                json_decref(ws[i].last);
+        free(ws);
+        folder_release(&f);
+        client_free(c);
+        return rc;
+}
+
 int cmd_delete(struct cli *cli, int argc, char **argv)
 {
         enum { OPT_NO_WAIT = 256, OPT_TIMEOUT };
@@ -162,45 +207,6 @@ int cmd_delete(struct cli *cli, int argc, char **argv)
                 if (!*argv[i])
                         return cli_usage_error(cli, "NAME is empty");
 
-        struct client *c = client_new(cli->paths.socket);
-        struct folder f;
-        struct bg_err *err = NULL;
-        struct gone_wait *ws = xcalloc((size_t)(argc - optind), sizeof *ws);
-        size_t n_wait = 0;
-        int rc = EXIT_OK;
-
-        if (folder_load(&f, cli->paths.sandboxes_dir, &err) < 0) {
-                cli_error("%s", bg_err_msg(err));
-                bg_err_free(err);
-                rc = EXIT_ERR;
-                goto out;
-        }
-        for (int i = optind; i < argc; i++) {
-                int r = delete_one(c, &f, argv[i]);
-                if (r == -2) {
-                        rc = EXIT_ERR;
-                        goto out;
-                }
-                if (r < 0) {
-                        rc = EXIT_ERR;
-                        continue;
-                }
-                if (no_wait)
-                        printf("sandbox/%s deleted\n", argv[i]);
-                else
-                        ws[n_wait++].name = argv[i];
-        }
-        fflush(stdout);
-        if (n_wait) {
-                int w = wait_gone(c, ws, n_wait, timeout);
-                if (w != EXIT_OK)
-                        rc = w;
-        }
-out:
-        for (size_t i = 0; i < n_wait; i++)
-                json_decref(ws[i].last);
-        free(ws);
-        folder_release(&f);
-        client_free(c);
-        return rc;
+        return cli_delete_names(cli, (const char *const *)argv + optind, (size_t)(argc - optind), !no_wait,
+                                timeout);
 }

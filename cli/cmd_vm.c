@@ -23,13 +23,37 @@
 #include "wait.h"
 
 const char vm_usage[] =
-        "vm logs NAME [-f]\n"
+        "vm run [--name N] [--image I] [--kernel K] [--vcpu N] [--memory M] [--disk-size S] [--nat]\n"
+        "              [--rm] [--include-untracked] [--branch B [--from REF]] [--dry-run] [PATH] [-- CMD...]\n"
+        "       banger vm create [same flags as run, without --rm and CMD] [PATH]\n"
+        "       banger vm ssh NAME [-- CMD...]\n"
+        "       banger vm exec NAME [-t] [-e K=V] [-w DIR] -- CMD...\n"
+        "       banger vm stats NAME [-o json]\n"
+        "       banger vm logs NAME [-f]\n"
         "       banger vm stop NAME [--no-wait] [--timeout S]\n"
         "       banger vm start NAME [--no-wait] [--timeout S]\n"
         "       banger vm kill NAME\n"
         "       banger vm delete NAME... [--no-wait] [--timeout S]";
-const char vm_summary[] = "work with one sandbox: console logs, stop, start, kill, delete";
+const char vm_summary[] = "run a sandbox and SSH into it; logs, stop, start, kill, delete";
 const char vm_options[] =
+        "  run [PATH] [-- CMD...]     write a spec, wait until Running and SSH is up, then open a\n"
+        "                             shell (or run CMD: its exit status is banger's).  PATH: a git\n"
+        "                             working tree copied to /root/<name> (tracked files + .git)\n"
+        "      --name NAME            sandbox name (default: <repo>-XXXX or sandbox-XXXX)\n"
+        "      --image I / --kernel K image and kernel (default: config default_image, \"default\")\n"
+        "      --vcpu N / --memory M / --disk-size S   sizes (default: config vm_defaults, host)\n"
+        "      --nat                  outbound network through the host\n"
+        "      --rm                   delete the sandbox when the session or command ends\n"
+        "      --include-untracked    also copy untracked files git does not ignore\n"
+        "      --branch B [--from R]  create and check out branch B (from R, default HEAD) in the copy\n"
+        "      --dry-run              print the spec line and the workspace's files; create nothing\n"
+        "      --timeout S            wait for Running (default 120); --ssh-timeout S for SSH (120)\n"
+        "  create [PATH]              like run, without connecting; prints NAME and address\n"
+        "  ssh NAME [-- CMD...]       OpenSSH with banger's key and pinned host key\n"
+        "  exec NAME -- CMD...        run CMD through the guest agent (no SSH); stdin, stdout and\n"
+        "                             stderr pass through, banger exits with CMD's status\n"
+        "  -t, --tty                  on a pseudo-terminal;  -e K=V: environment;  -w DIR: cwd\n"
+        "  stats NAME [-o json]       CPU, memory, load, disk and network counters from the agent\n"
         "  logs NAME                  print the serial console\n"
         "  -f, --follow               keep printing as it grows\n"
         "  stop NAME / start NAME     set spec.state in its spec file and wait\n"
@@ -237,10 +261,10 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
         static const struct {
                 const char *name;
                 int (*fn)(struct cli *, int, char **);
-        } subs[] = { { "logs", vm_logs }, { "stop", vm_stop }, { "start", vm_start }, { "kill", vm_kill },
+        } subs[] = { { "run", vm_run }, { "create", vm_create }, { "ssh", vm_ssh }, { "exec", vm_exec }, { "stats", vm_stats }, { "logs", vm_logs }, { "stop", vm_stop }, { "start", vm_start }, { "kill", vm_kill },
                      { "delete", vm_delete }, { "rm", vm_delete } };
         if (argc < 2)
-                return cli_usage_error(cli, "give a subcommand: logs, stop, start, kill or delete");
+                return cli_usage_error(cli, "give a subcommand: run, create, ssh, exec, stats, logs, stop, start, kill or delete");
         if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)
                 return cli_help(cli);
         for (size_t i = 0; i < ARRAY_SIZE(subs); i++) {

@@ -1,9 +1,9 @@
 /* config: reading config.yaml.
  *
  * The file is read by the same bounded reader as spec files and checked
- * with the same toolkit, so its messages look alike; vm_defaults reuse the
- * spec's own checks, so a default can never be something a spec could not
- * say.  The first problem (in file order) is returned; the whole config is
+ * with the same toolkit, so its messages look alike; vm_defaults and
+ * file_sync reuse the spec's own checks, so a default can never be
+ * something a spec could not say.  The first problem (in file order) is returned; the whole config is
  * refused rather than half applied.
  */
 #include "config.h"
@@ -114,12 +114,13 @@ static void check_vm_defaults(struct yn_errs *e, const struct yn_node *m, struct
 
 static void check_config(struct yn_errs *e, const struct yn_node *root, struct bg_config *c)
 {
-        enum { IMAGE, SSH, FC, QEMU, BRIDGE, SUBNET, VMD, LOG };
+        enum { IMAGE, SSH, FC, QEMU, BRIDGE, SUBNET, VMD, LOG, SYNC };
         static const struct yn_field fields[] = {
                 [IMAGE] = { "default_image", false }, [SSH] = { "ssh_key_path", false },
                 [FC] = { "firecracker_bin", false },  [QEMU] = { "qemu_bin", false },
                 [BRIDGE] = { "bridge", false },       [SUBNET] = { "subnet", false },
                 [VMD] = { "vm_defaults", false },     [LOG] = { "log_level", false },
+                [SYNC] = { "file_sync", false },
         };
         const struct yn_node *v[ARRAY_SIZE(fields)];
         if (root->poison)
@@ -171,6 +172,8 @@ static void check_config(struct yn_errs *e, const struct yn_node *root, struct b
                 if (i >= 0)
                         c->log_level = xstrdup(log_levels[i]);
         }
+        if (v[SYNC])
+                spec_check_file_sync(e, v[SYNC], "file_sync", &c->file_sync, &c->n_file_sync);
 }
 
 int config_load(const char *path, struct bg_config *c, struct bg_err **err)
@@ -222,5 +225,10 @@ void config_release(struct bg_config *c)
         free(c->bridge);
         free(c->subnet);
         free(c->log_level);
+        for (size_t i = 0; i < c->n_file_sync; i++) {
+                free(c->file_sync[i].host);
+                free(c->file_sync[i].guest);
+        }
+        free(c->file_sync);
         memset(c, 0, sizeof *c);
 }

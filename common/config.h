@@ -5,9 +5,11 @@
 #ifndef BANGER_CONFIG_H
 #define BANGER_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct bg_err;
+struct spec_file_sync;
 
 struct bg_config {
         char *default_image;     /* NULL: "debian-bookworm" */
@@ -22,6 +24,10 @@ struct bg_config {
                 uint64_t disk_size;     /* bytes; 0 when unset */
         } vm_defaults;
         char *log_level;         /* debug|info|warn|error; NULL: info */
+        /* Copies onto every new sandbox's work disk, before spec.file_sync
+         * (same entries and rules as spec.file_sync). */
+        struct spec_file_sync *file_sync;
+        size_t n_file_sync;
 };
 
 /* Load path into c (zeroed first).  A missing file is not an error.  On

@@ -182,6 +182,36 @@ static bool pat_has(const char *pat, size_t patlen, const char *host)
         return false;
 }
 
+int kh_lookup(const char *path, const char *host, char **keytype, char **key_b64, struct bg_err **err)
+{
+        char *text = NULL;
+        size_t len = 0;
+        *keytype = *key_b64 = NULL;
+        if (access(path, F_OK) < 0 && errno == ENOENT)
+                return -ENOENT;
+        if (read_file_limited(path, KH_MAX_FILE, &text, &len, err) < 0)
+                return -EIO;
+        size_t n = 0;
+        struct line *v = split(text, len, &n);
+        int rc = -ENOENT;
+        for (size_t i = 0; i < n && rc == -ENOENT; i++) {
+                if (!v[i].id[0] || !pat_has(v[i].pat, v[i].patlen, host))
+                        continue;
+                const char *t = v[i].pat + v[i].patlen;
+                t += strspn(t, " \t");
+                size_t tl = strcspn(t, " \t\n");
+                const char *k = t + tl;
+                k += strspn(k, " \t");
+                size_t kl = strcspn(k, " \t\n");
+                *keytype = xstrndup(t, tl);
+                *key_b64 = xstrndup(k, kl);
+                rc = 0;
+        }
+        free(v);
+        free(text);
+        return rc;
+}
+
 enum op { OP_SET, OP_REMOVE, OP_GC, OP_SYNC };
 
 struct edit {

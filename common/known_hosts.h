@@ -62,4 +62,11 @@ int kh_gc(const char *path, const char *const *ids, size_t n, size_t *removed, s
  * Invalid entries fail the whole call (EINVAL) before anything is written. */
 int kh_sync(const char *path, const struct kh_entry *entries, size_t n, struct bg_err **err);
 
+/* The key banger pinned for host (a "NAME.vm" or an address): *keytype
+ * and *key_b64 (heap) from the first banger line whose patterns hold host
+ * exactly.  -ENOENT (no error set) when there is none; foreign lines are
+ * never consulted, so a key the user added by hand cannot vouch for a
+ * guest. */
+int kh_lookup(const char *path, const char *host, char **keytype, char **key_b64, struct bg_err **err);
+
 #endif

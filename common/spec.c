@@ -316,20 +316,20 @@ static void check_sync_entry(struct yn_errs *e, const struct yn_node *m, const c
         }
 }
 
-static void check_file_sync(struct yn_errs *e, const struct yn_node *seq, struct bg_spec *s)
+void spec_check_file_sync(struct yn_errs *e, const struct yn_node *seq, const char *path,
+                          struct spec_file_sync **out, size_t *n)
 {
-        const char *path = "spec.file_sync";
         if (!yn_want_seq(e, seq, path))
                 return;
         if (seq->n > SPEC_MAX_FILE_SYNC) {
                 yn_err(e, seq, path, "at most %d entries", SPEC_MAX_FILE_SYNC);
                 return;
         }
-        s->file_sync = xcalloc(seq->n, sizeof *s->file_sync);
-        s->n_file_sync = seq->n;
+        *out = xcalloc(seq->n, sizeof **out);
+        *n = seq->n;
         for (size_t i = 0; i < seq->n; i++) {
                 _cleanup_free_ char *p = yn_path_index(path, i);
-                check_sync_entry(e, seq->kids[i], p, &s->file_sync[i]);
+                check_sync_entry(e, seq->kids[i], p, &(*out)[i]);
         }
 }
 
@@ -400,7 +400,7 @@ static void check_spec(struct yn_errs *e, const struct yn_node *m, struct bg_spe
         if (v[WS])
                 check_workspace(e, v[WS], s);
         if (v[SYNC])
-                check_file_sync(e, v[SYNC], s);
+                spec_check_file_sync(e, v[SYNC], "spec.file_sync", &s->file_sync, &s->n_file_sync);
         if (v[PORTS])
                 check_ports(e, v[PORTS], s);
 }

@@ -171,8 +171,9 @@ char *spec_to_yaml(const struct bg_spec *s);
 enum spec_impact {
         SPEC_IMPACT_NONE,      /* labels, restart policy: recorded, nothing else */
         SPEC_IMPACT_STATE,     /* spec.state: start or stop */
-        SPEC_IMPACT_RESTART,   /* vcpu, memory_mib, nat, ports, file_sync: stop + start */
-        SPEC_IMPACT_RECREATE,  /* image, kernel, hypervisor, disk_size, workspace: delete + create */
+        SPEC_IMPACT_RESTART,   /* vcpu, memory_mib, nat, ports: stop + start */
+        SPEC_IMPACT_RECREATE,  /* image, kernel, hypervisor, disk_size, workspace, file_sync
+                                  (the work disk's initial content): delete + create */
 };
 
 struct spec_change {

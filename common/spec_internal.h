@@ -1,7 +1,8 @@
 /* spec_internal: what spec.c, spec_json.c, spec_model.c and config.c share
  * beyond the public spec.h: the one validator that turns a node tree (from
  * YAML or JSON) into a bg_spec, and the field checks config reuses so
- * vm_defaults follow exactly the spec's rules. Not for use outside common/. */
+ * vm_defaults and file_sync follow exactly the spec's rules. Not for use
+ * outside common/. */
 #ifndef BANGER_SPEC_INTERNAL_H
 #define BANGER_SPEC_INTERNAL_H
 
@@ -27,6 +28,14 @@ bool spec_check_memory(struct yn_errs *e, const struct yn_node *n, const char *p
 bool spec_check_disk_size(struct yn_errs *e, const struct yn_node *n, const char *path, uint64_t *out);
 /* A non-empty string of at most 255 bytes (image and kernel references). */
 bool spec_check_ref(struct yn_errs *e, const struct yn_node *n, const char *path, char **out);
+
+/* A file_sync sequence at path ("spec.file_sync"; config: "file_sync"): at
+ * most SPEC_MAX_FILE_SYNC {host, guest, mode} entries, each checked by
+ * the same rules.  *out gets a heap array of *n entries (xcalloc'd, so
+ * entries with errors hold NULLs); the caller frees each host and guest
+ * and the array, even when errors were recorded. */
+void spec_check_file_sync(struct yn_errs *e, const struct yn_node *seq, const char *path,
+                          struct spec_file_sync **out, size_t *n);
 
 #define SPEC_REF_MAX 255
 

@@ -214,8 +214,10 @@ void spec_diff(const struct bg_spec *a, const struct bg_spec *b, struct spec_cha
                SPEC_IMPACT_RESTART);
         change(&c, "spec.workspace", json_text(spec_json_workspace(a->workspace)),
                json_text(spec_json_workspace(b->workspace)), SPEC_IMPACT_RECREATE);
+        /* file_sync, like the workspace, is the work disk's initial content:
+         * a restart would change nothing. */
         change(&c, "spec.file_sync", json_text(spec_json_file_sync(a)), json_text(spec_json_file_sync(b)),
-               SPEC_IMPACT_RESTART);
+               SPEC_IMPACT_RECREATE);
         change(&c, "spec.ports", json_text(spec_json_ports(a)), json_text(spec_json_ports(b)),
                SPEC_IMPACT_RESTART);
         *out = c.v;

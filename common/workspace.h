@@ -9,7 +9,14 @@
  * never go.  The repository's .git folder is copied whole, so the guest
  * holds a real repository.  Everything is read with the caller's
  * privileges: bangerd switches its file-system identity to the folder
- * owner first (workdisk.c). */
+ * owner first (workdisk.c).
+ *
+ * Only the repository's own settings count (.gitignore files,
+ * .git/info/exclude, .git/config): system and global git config (and the
+ * global excludes file) are not read, since the CLI and bangerd have
+ * different HOMEs and must agree on the list.  libgit2's ownership check
+ * (safe.directory) is off for the same reason: bangerd reads as root with a
+ * switched fsuid, so whose folder may be read is the caller's check. */
 #ifndef BANGER_WORKSPACE_H
 #define BANGER_WORKSPACE_H
 

@@ -8,8 +8,7 @@
  * costs the same whatever its size.  A qcow2 disk comes with a companion
  * hard link DEST.base to its backing base, so rebuilding or removing the
  * image never changes what a running VM reads.  The work disk (mounted at
- * /root in the guest) is an ext4 image made with mkfs.ext4 -d from a
- * staging folder.
+ * /root in the guest) is workdisk.h's.
  */
 #ifndef BANGER_DISK_H
 #define BANGER_DISK_H
@@ -29,16 +28,6 @@ const char *disk_method_name(enum disk_method m);   /* "reflink", "qcow2", "spar
  * On failure nothing is left at dest. */
 int disk_root_create(const char *image, const char *dest, uint64_t size, bool allow_qcow2,
                      enum disk_method *used, struct bg_err **err);
-
-/* Build an ext4 work disk at dest of `size` bytes from a staging folder
- * holding /root's initial content: .ssh/authorized_keys from
- * authorized_keys_file (when not NULL), with modes sshd's StrictModes
- * accepts (0700 .ssh, 0600 authorized_keys, owned by root), and
- * .banger/ssh_host_ed25519_key from host_key_file (when not NULL; 0700
- * .banger, 0600 key): the guest's SSH host key, pinned on the host before
- * the guest first boots. */
-int disk_work_create(const char *dest, uint64_t size, const char *authorized_keys_file, const char *host_key_file,
-                     struct bg_err **err);
 
 /* Which root-disk method dir's filesystem gives (for doctor). */
 enum disk_method disk_probe_method(const char *dir, bool allow_qcow2);

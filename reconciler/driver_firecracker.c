@@ -45,12 +45,12 @@
 #include "strmap.h"
 #include "util.h"
 #include "vmm.h"
+#include "workdisk.h"
 
 #define SOCKET_WAIT_MS 5000     /* Firecracker's socket is up in ~12 ms */
 #define KILL_WAIT_MS 5000
 #define SOCK_PATH_MAX 100       /* sun_path is 108; vsock adds "_<port>" for guest-initiated connections */
 #define DEFAULT_DISK_SIZE (8ULL << 30)
-#define WORK_DISK_SIZE (1ULL << 30)   /* as the QEMU driver: sparse, and mkfs time grows with size */
 
 struct fc {
         struct driver base;
@@ -60,6 +60,7 @@ struct fc {
         char *run_root;        /* RUN/vms */
         char *authorized_keys; /* banger's public key, or NULL */
         const struct bg_config *cfg;
+        const struct workdisk_owner *owner;   /* whose files workspace/file_sync read */
         struct vmm *vmm;
         pthread_mutex_t mu;
         struct strmap *names;  /* id -> heap name, for drain_events; guarded by mu */
@@ -164,8 +165,17 @@ static int fc_prepare(struct driver *d, struct driver_vm *vm, struct bg_err **er
                 r = disk_root_create(image, root, size, false, &used, err);
                 made_root = r == 0;
         }
-        if (r == 0 && access(work, F_OK) < 0)
-                r = disk_work_create(work, WORK_DISK_SIZE, f->authorized_keys, host_key_of(vm), err);
+        if (r == 0 && access(work, F_OK) < 0) {
+                struct workdisk_in wi = {
+                        .authorized_keys_file = f->authorized_keys,
+                        .host_key_file = host_key_of(vm),
+                        .spec = vm->spec,
+                        .config_sync = f->cfg ? f->cfg->file_sync : NULL,
+                        .n_config_sync = f->cfg ? f->cfg->n_file_sync : 0,
+                        .owner = f->owner,
+                };
+                r = workdisk_create(work, &wi, err);
+        }
         if (r < 0) {
                 if (made_root)
                         unlink(root);       /* nothing half-made */
@@ -669,6 +679,7 @@ int driver_firecracker_new(const struct driver_env *env, struct driver **out, st
         f->base.ops = &fc_ops;
         f->bin = steal_pointer(&bin);
         f->cfg = env->cfg;
+        f->owner = env->owner;
         f->state_dir = xstrdup(env->state_dir);
         f->disk_root = xasprintf("%s/vms", env->state_dir);
         f->run_root = xasprintf("%s/vms", env->run_dir);

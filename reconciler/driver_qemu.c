@@ -11,6 +11,8 @@
  *                               qcow2 header into a raw disk).
  *   RUN/vms/<id>/qmp.sock       QMP (QEMU's cwd is this folder, so the
  *                               socket path stays short)
+ *                /agent.sock    the guest agent's virtio-serial port (bangerd
+ *                               connects; docs/agent-protocol.md)
  *                /console.log   the serial console, appended across starts
  *                /qemu.log      QEMU's own stdout and stderr
  * The console's absolute path is on QEMU's command line: that is how /proc
@@ -55,9 +57,9 @@
 #include "strmap.h"
 #include "util.h"
 #include "vmm.h"
+#include "workdisk.h"
 
 #define DEFAULT_DISK_SIZE (8ULL << 30)
-#define WORK_DISK_SIZE (1ULL << 30)
 #define READY_TIMEOUT_MS 15000     /* QEMU answers QMP ~0.1-0.3 s after exec under TCG */
 #define QUIT_WAIT_MS 3000
 #define KILL_WAIT_MS 5000
@@ -72,6 +74,7 @@ struct qemu {
         char *probe_cache;      /* RUN/kvm-probe.json */
         char *ssh_pub;          /* SSH/id_ed25519.pub (used when it exists), or NULL */
         const struct bg_config *cfg;
+        const struct workdisk_owner *owner;   /* whose files workspace/file_sync read */
         struct vmm *vmm;
         pthread_mutex_t mu;
         struct strmap *names;   /* id -> heap name, for drain_events; guarded by mu */
@@ -256,10 +259,17 @@ static int make_disks(struct qemu *q, struct driver_vm *vm, struct bg_err **err)
         _cleanup_free_ char *meta = xasprintf("%s/disks.json", dir);
         uint64_t size = vm->spec->disk_size ? vm->spec->disk_size : DEFAULT_DISK_SIZE;
         const char *keys = q->ssh_pub && access(q->ssh_pub, R_OK) == 0 ? q->ssh_pub : NULL;
+        struct workdisk_in wi = {
+                .authorized_keys_file = keys,
+                .host_key_file = host_key_of(vm),
+                .spec = vm->spec,
+                .config_sync = q->cfg ? q->cfg->file_sync : NULL,
+                .n_config_sync = q->cfg ? q->cfg->n_file_sync : 0,
+                .owner = q->owner,
+        };
         enum disk_method used;
         int64_t t0 = now_mono_ms();
-        if (disk_root_create(image, root, size, true, &used, err) < 0 ||
-            disk_work_create(work, WORK_DISK_SIZE, keys, host_key_of(vm), err) < 0)
+        if (disk_root_create(image, root, size, true, &used, err) < 0 || workdisk_create(work, &wi, err) < 0)
                 return -EIO;
         json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "root", root, "format", used == DISK_QCOW2 ? "qcow2" : "raw",
                               "method", disk_method_name(used), "work", work);
@@ -410,8 +420,8 @@ static void build_argv(struct qemu *q, struct driver_vm *vm, enum qemu_accel_kin
                                                             (int)prefix, gw, gw)
                                                 : xstrdup("");
         arg(a, "-append");
-        arg(a, "console=ttyS0%s root=/dev/vda rw banger.work=/dev/vdb banger.hostname=%s%s panic=-1",
-            clock, vm->name, netargs);
+        arg(a, "console=ttyS0%s root=/dev/vda rw banger.work=/dev/vdb banger.hostname=%s%s banger.agent=serial "
+            "panic=-1", clock, vm->name, netargs);
         arg(a, "-drive");
         arg(a, "file=%s,format=%s,if=none,id=root,discard=unmap", root, dk->format);
         arg(a, "-device");
@@ -426,6 +436,14 @@ static void build_argv(struct qemu *q, struct driver_vm *vm, enum qemu_accel_kin
         arg(a, "chardev:con");
         arg(a, "-qmp");
         arg(a, "unix:qmp.sock,server=on,wait=off");   /* relative: cwd is the run dir */
+        /* The guest agent's channel (docs/agent-protocol.md): a virtio-serial
+         * port the guest finds by name, on a socket bangerd connects to. */
+        arg(a, "-device");
+        arg(a, "virtio-serial-device");
+        arg(a, "-chardev");
+        arg(a, "socket,id=agent,path=agent.sock,server=on,wait=off");
+        arg(a, "-device");
+        arg(a, "virtserialport,chardev=agent,name=org.banger.agent");
         if (with_net) {
                 arg(a, "-netdev");
                 arg(a, "tap,id=n0,ifname=%s,script=no,downscript=no", tap);
@@ -485,12 +503,14 @@ static int qemu_start(struct driver *d, struct driver_vm *vm, struct bg_err **er
         _cleanup_free_ char *dir = run_dir(q, vm->id);
         _cleanup_free_ char *log = run_file(q, vm->id, "qemu.log");
         _cleanup_free_ char *sock = run_file(q, vm->id, "qmp.sock");
+        _cleanup_free_ char *agent = run_file(q, vm->id, "agent.sock");
         _cleanup_free_ char *console = run_file(q, vm->id, "console.log");
         struct argv_b a = { NULL, 0 };
         int r = mkdir_p(dir, 0700, err);
         if (r < 0)
                 goto out;
         unlink(sock);
+        unlink(agent);
         enum qemu_accel_kind acc = qemu_accel_decide(&q->accel, k.vmlinuz, k.initrd);
         build_argv(q, vm, acc, &k, &dk, &a);
         off_t log_from = file_size_or_zero(log);
@@ -505,6 +525,7 @@ static int qemu_start(struct driver *d, struct driver_vm *vm, struct bg_err **er
         json_object_set_new(vm->handles, "accel", json_string(qemu_accel_name(acc)));
         json_object_set_new(vm->handles, "run_dir", json_string(dir));
         json_object_set_new(vm->handles, "qmp", json_string(sock));
+        json_object_set_new(vm->handles, "agent_sock", json_string(agent));
         json_object_set_new(vm->handles, "console", json_string(console));
         json_object_set_new(vm->handles, "log", json_string(log));
         /* Write-ahead: the store knows the pid before QEMU runs. */
@@ -562,7 +583,9 @@ static int qemu_stop(struct driver *d, struct driver_vm *vm, int timeout_ms, str
         vmm_forget(q->vmm, vm->id);
         drop_process_handles(vm);
         _cleanup_free_ char *sock = run_file(q, vm->id, "qmp.sock");
+        _cleanup_free_ char *agent = run_file(q, vm->id, "agent.sock");
         unlink(sock);
+        unlink(agent);
         return 0;
 }
 
@@ -642,7 +665,7 @@ static int qemu_cleanup(struct driver *d, struct driver_vm *vm, struct bg_err **
                 return bg_error_wrap(err, "cleanup %s", vm->name);
         if (vm->handles) {
                 const char *keys[] = { "pid", "start_time", "accel", "run_dir", "qmp", "console", "log",
-                                       "root_disk", "root_format", "work_disk" };
+                                       "root_disk", "root_format", "work_disk", "agent_sock" };
                 for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
                         json_object_del(vm->handles, keys[i]);
         }
@@ -777,6 +800,7 @@ int driver_qemu_new(const struct driver_env *env, struct driver **out, struct bg
         q->base.ops = &qemu_ops;
         q->bin = bin;
         q->cfg = env->cfg;
+        q->owner = env->owner;
         q->state_dir = xstrdup(env->state_dir);
         q->disk_root = xasprintf("%s/vms", env->state_dir);
         q->run_root = xasprintf("%s/vms", env->run_dir);

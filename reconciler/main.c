@@ -330,6 +330,7 @@ int main(int argc, char **argv)
                 .resync_ms = (int)(o.resync_s * 1000),
                 .state_dir = paths.state_dir,
                 .ssh_dir = paths.ssh_dir,
+                .run_dir = paths.run_dir,
         };
         if (loop_new(&lc, &loop, &err) < 0)
                 goto out;
@@ -340,6 +341,9 @@ int main(int argc, char **argv)
                 .kill = loop_kill,
                 .doctor = loop_doctor,
                 .get_sandbox = loop_get_sandbox,
+                .agent_ready = loop_agent_ready,
+                .agent_stats = loop_agent_stats,
+                .agent_exec = loop_agent_exec,
                 .store = store,
                 .hub = hub,
                 .driver = o.driver,

@@ -38,7 +38,18 @@ struct workdisk_in {
 
 /* Build the work disk at dest (whole or absent).  Its size is at least
  * WORKDISK_MIN_SIZE and grows with the staged content; content larger than
- * the sandbox's disk_size is an error that says both sizes. */
+ * the sandbox's disk_size is an error that says both sizes.
+ * banger's files: .ssh 0700 with authorized_keys 0600, .banger 0700 with
+ * ssh_host_ed25519_key 0600 (what sshd's StrictModes accepts).  file_sync:
+ * host "~/x" is in owner->home, "/x" as is, relative is refused; after
+ * realpath it must stay inside owner->home.  A file gets the entry's mode
+ * (0600 unset); a folder is copied whole, files with that mode, folders
+ * 0700, symlinks and special files skipped (log_warn).  Guest paths are
+ * "~/P" or "/root/P"; P under .banger or equal to .ssh/authorized_keys is
+ * refused.  Errors name the entry ("spec.file_sync[1].host '~/x': outside
+ * the home folder ...", "config file_sync[0]..."); EACCES when the owner
+ * may not read a file.  spec, the config entries and owner may be NULL/0
+ * when there is nothing to copy. */
 #define WORKDISK_MIN_SIZE (1ull << 30)
 int workdisk_create(const char *dest, const struct workdisk_in *in, struct bg_err **err);
 

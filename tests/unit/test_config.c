@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "spec.h"
 #include "util.h"
 
 static char dir[] = "/tmp/banger-test-config-XXXXXX";
@@ -76,7 +77,10 @@ static void test_every_key_is_read(void **state)
                            "bridge: br-dev0\n"
                            "subnet: 10.20.0.0/16\n"
                            "vm_defaults:\n  vcpu: 4\n  memory_mib: 4096\n  disk_size: 20G\n"
-                           "log_level: debug\n",
+                           "log_level: debug\n"
+                           "file_sync:\n"
+                           "  - {host: ~/.gitconfig, guest: ~/.gitconfig}\n"
+                           "  - {host: /etc/hosts, guest: /root/etc/hosts, mode: '0644'}\n",
                            &c, &err);
         if (rc < 0)
                 print_error("%s\n", bg_err_msg(err));
@@ -91,8 +95,19 @@ static void test_every_key_is_read(void **state)
         assert_int_equal(c.vm_defaults.memory_mib, 4096);
         assert_int_equal(c.vm_defaults.disk_size, 20ULL << 30);
         assert_string_equal(c.log_level, "debug");
+        assert_int_equal(c.n_file_sync, 2);
+        assert_string_equal(c.file_sync[0].host, "~/.gitconfig");
+        assert_string_equal(c.file_sync[0].guest, "~/.gitconfig");
+        assert_int_equal(c.file_sync[0].mode, 0600);
+        assert_false(c.file_sync[0].mode_set);
+        assert_string_equal(c.file_sync[1].host, "/etc/hosts");
+        assert_string_equal(c.file_sync[1].guest, "/root/etc/hosts");
+        assert_int_equal(c.file_sync[1].mode, 0644);
+        assert_true(c.file_sync[1].mode_set);
         config_release(&c);
         config_release(&c); /* idempotent */
+        assert_null(c.file_sync);
+        assert_int_equal(c.n_file_sync, 0);
 
         assert_int_equal(load_text("ssh_key_path: /root/.ssh/id\nsubnet: 172.16.0.0/29\nbridge: a\n"
                                    "vm_defaults: {disk_size: 512M}\n",
@@ -143,6 +158,21 @@ static const struct bad_config bad_configs[] = {
         { "log_level: !!str info\n", "1:12: log_level: tags are not allowed" },
         { "bridge: a\n---\nbridge: b\n", "3:1: config must be a single document" },
         { "bridge: [a\n", "2:1: did not find expected ',' or ']' while parsing a flow sequence" },
+        /* file_sync: the rules of spec.file_sync, named from the top */
+        { "file_sync: {}\n", "1:12: file_sync: must be a sequence" },
+        { "file_sync: [x]\n", "1:13: file_sync[0]: must be a mapping" },
+        { "file_sync: [{guest: ~/a}]\n", "1:13: file_sync[0].host: required" },
+        { "file_sync: [{host: a}]\n", "1:13: file_sync[0].guest: required" },
+        { "file_sync: [{host: '', guest: ~/a}]\n", "1:20: file_sync[0].host: must not be empty" },
+        { "file_sync: [{host: a, guest: /etc/a}]\n",
+          "1:30: file_sync[0].guest: must start with \"~/\" or \"/root/\"" },
+        { "file_sync: [{host: a, guest: ~/x/../y}]\n", "1:30: file_sync[0].guest: must not contain '..' components" },
+        { "file_sync: [{host: a, guest: ~/a, mode: 0644}]\n",
+          "1:41: file_sync[0].mode: must be a quoted string like \"0644\"" },
+        { "file_sync: [{host: a, guest: ~/a, mode: '0800'}]\n", "1:41: file_sync[0].mode: must be an octal mode" },
+        { "file_sync: [{host: a, guest: ~/a, owner: me}]\n", "1:35: file_sync[0].owner: unknown field" },
+        { "file_sync:\n  - {host: a, guest: ~/a}\n  - {host: b, guest: c}\n",
+          "3:22: file_sync[1].guest: must start with" },
         /* the first problem in file order is the one reported */
         { "log_level: x\nbridge: ''\n", "1:12: log_level: must be one of" },
 };
@@ -166,6 +196,26 @@ static void test_every_bad_config_is_refused_with_its_location(void **state)
                 bg_err_free(err);
         }
         assert_int_equal(failed, 0);
+}
+
+static void test_too_many_file_sync_entries_are_refused(void **state)
+{
+        (void)state;
+        char *text = xstrdup("file_sync:\n");
+        for (int i = 0; i <= SPEC_MAX_FILE_SYNC; i++) {
+                char *more = xasprintf("%s  - {host: ~/f%d, guest: ~/f%d}\n", text, i, i);
+                free(text);
+                text = more;
+        }
+        struct bg_config c;
+        struct bg_err *err = NULL;
+        assert_int_equal(load_text(text, &c, &err), -EINVAL);
+        _cleanup_free_ char *want = xasprintf("%s/config.yaml:2:3: file_sync: at most %d entries", dir,
+                                              SPEC_MAX_FILE_SYNC);
+        assert_string_equal(bg_err_msg(err), want);
+        assert_null(c.file_sync);
+        bg_err_free(err);
+        free(text);
 }
 
 static void test_unreadable_and_oversized_files_are_errors(void **state)
@@ -195,6 +245,7 @@ int main(void)
                 cmocka_unit_test(test_empty_files_are_empty_configs),
                 cmocka_unit_test(test_every_key_is_read),
                 cmocka_unit_test(test_every_bad_config_is_refused_with_its_location),
+                cmocka_unit_test(test_too_many_file_sync_entries_are_refused),
                 cmocka_unit_test(test_unreadable_and_oversized_files_are_errors),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,7 +1,7 @@
 /* disk: root disks by every method this filesystem allows, checked from
  * the guest's side (the filesystem inside, read with e2fsprogs and
- * qemu-img), and work disks checked with debugfs.  Failures must leave
- * nothing at dest and no temp file beside it. */
+ * qemu-img).  Failures must leave nothing at dest and no temp file beside
+ * it.  Work disks are test_workdisk.c's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -353,93 +353,6 @@ static void test_failure_leaves_nothing_at_dest(void **state)
         assert_no_leftovers(exists(cache) ? cache : f->root);
 }
 
-static void test_work_disk_holds_authorized_keys_with_strict_modes(void **state)
-{
-        struct fx *f = *state;
-        _cleanup_free_ char *keys = xasprintf("%s/id_ed25519.pub", f->root);
-        write_all(keys, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey banger\n");
-        chmod(keys, 0644);
-        _cleanup_free_ char *dest = xasprintf("%s/work.ext4", f->vmdir);
-        struct bg_err *e = NULL;
-        if (disk_work_create(dest, 64 * MiB, keys, NULL, &e) < 0)
-                fail_msg("%s", bg_err_msg(e));
-        assert_int_equal(file_size(dest), 64 * MiB);
-        _cleanup_free_ char *ak = debugfs(dest, "stat /.ssh/authorized_keys");
-        assert_non_null(strstr(ak, "Type: regular"));
-        assert_non_null(strstr(ak, "Mode:  0600"));
-        assert_non_null(strstr(ak, "User:     0   Group:     0"));
-        _cleanup_free_ char *ssh = debugfs(dest, "stat /.ssh");
-        assert_non_null(strstr(ssh, "Type: directory"));
-        assert_non_null(strstr(ssh, "Mode:  0700"));
-        assert_non_null(strstr(ssh, "User:     0   Group:     0"));
-        _cleanup_free_ char *top = debugfs(dest, "stat /");
-        assert_non_null(strstr(top, "User:     0   Group:     0"));
-        _cleanup_free_ char *cat = debugfs(dest, "cat /.ssh/authorized_keys");
-        assert_non_null(strstr(cat, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey banger"));
-        assert_no_leftovers(f->vmdir);
-}
-
-static void test_work_disk_without_keys_is_empty(void **state)
-{
-        struct fx *f = *state;
-        _cleanup_free_ char *dest = xasprintf("%s/work.ext4", f->vmdir);
-        assert_int_equal(disk_work_create(dest, 32 * MiB, NULL, NULL, NULL), 0);
-        _cleanup_free_ char *ls = debugfs(dest, "ls -l /");
-        assert_null(strstr(ls, ".ssh"));
-        assert_null(strstr(ls, ".banger"));
-        assert_non_null(strstr(ls, "lost+found"));
-        assert_no_leftovers(f->vmdir);
-}
-
-static void test_work_disk_holds_host_key_private(void **state)
-{
-        struct fx *f = *state;
-        _cleanup_free_ char *hk = xasprintf("%s/ssh_host_ed25519_key", f->root);
-        write_all(hk, "-----BEGIN OPENSSH PRIVATE KEY-----\nhostkey\n-----END OPENSSH PRIVATE KEY-----\n");
-        chmod(hk, 0600);
-        _cleanup_free_ char *dest = xasprintf("%s/work.ext4", f->vmdir);
-        struct bg_err *e = NULL;
-        if (disk_work_create(dest, 32 * MiB, NULL, hk, &e) < 0)
-                fail_msg("%s", bg_err_msg(e));
-        _cleanup_free_ char *st = debugfs(dest, "stat /.banger/ssh_host_ed25519_key");
-        assert_non_null(strstr(st, "Type: regular"));
-        assert_non_null(strstr(st, "Mode:  0600"));
-        assert_non_null(strstr(st, "User:     0   Group:     0"));
-        _cleanup_free_ char *dir = debugfs(dest, "stat /.banger");
-        assert_non_null(strstr(dir, "Type: directory"));
-        assert_non_null(strstr(dir, "Mode:  0700"));
-        _cleanup_free_ char *cat = debugfs(dest, "cat /.banger/ssh_host_ed25519_key");
-        assert_non_null(strstr(cat, "hostkey"));
-        _cleanup_free_ char *ls = debugfs(dest, "ls -l /");
-        assert_null(strstr(ls, ".ssh"));
-        assert_no_leftovers(f->vmdir);
-
-        /* A missing host key file fails and leaves nothing. */
-        _cleanup_free_ char *missing = xasprintf("%s/no-such-host-key", f->root);
-        assert_int_equal(disk_work_create(dest, 32 * MiB, NULL, missing, &e), -ENOENT);
-        bg_err_free(e);
-        assert_false(exists(dest));
-        assert_no_leftovers(f->vmdir);
-}
-
-static void test_work_disk_failure_leaves_nothing(void **state)
-{
-        struct fx *f = *state;
-        _cleanup_free_ char *dest = xasprintf("%s/work.ext4", f->vmdir);
-        _cleanup_free_ char *missing = xasprintf("%s/no-such-key.pub", f->root);
-        write_all(dest, "stale");
-        struct bg_err *e = NULL;
-        assert_int_equal(disk_work_create(dest, 32 * MiB, missing, NULL, &e), -ENOENT);
-        assert_non_null(strstr(bg_err_msg(e), "no-such-key.pub"));
-        bg_err_free(e);
-        assert_false(exists(dest));
-        e = NULL;
-        assert_int_equal(disk_work_create(dest, 4096, NULL, NULL, &e), -EINVAL);
-        bg_err_free(e);
-        assert_false(exists(dest));
-        assert_no_leftovers(f->vmdir);
-}
-
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -453,10 +366,6 @@ int main(void)
                 T(test_rebuilt_image_gets_a_new_base_and_old_vms_keep_theirs),
                 T(test_smaller_size_never_shrinks_the_image),
                 T(test_failure_leaves_nothing_at_dest),
-                T(test_work_disk_holds_authorized_keys_with_strict_modes),
-                T(test_work_disk_without_keys_is_empty),
-                T(test_work_disk_holds_host_key_private),
-                T(test_work_disk_failure_leaves_nothing),
         };
 #undef T
         return cmocka_run_group_tests_name("disk", tests, NULL, NULL);

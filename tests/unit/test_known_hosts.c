@@ -348,6 +348,33 @@ static void test_concurrent_writers_are_serialized_and_lose_nothing(void **state
         free(k);
 }
 
+static void test_lookup_finds_banger_pins_by_name_or_ip_never_foreign_lines(void **state)
+{
+        (void)state;
+        char *type = NULL, *b64 = NULL;
+        assert_int_equal(kh_lookup(path, "web.vm", &type, &b64, NULL), -ENOENT);   /* no file */
+        put(FOREIGN);
+        _cleanup_free_ char *key = newkey();
+        set(ID1, "web", "172.16.0.2", key);
+        const char *want = strchr(key, ' ') + 1;
+        size_t wl = strcspn(want, " ");
+        const char *hosts[] = { "web.vm", "172.16.0.2" };
+        for (size_t i = 0; i < 2; i++) {
+                assert_int_equal(kh_lookup(path, hosts[i], &type, &b64, NULL), 0);
+                assert_string_equal(type, "ssh-ed25519");
+                assert_int_equal(strlen(b64), wl);
+                assert_memory_equal(b64, want, wl);
+                free(type);
+                free(b64);
+        }
+        /* Hand-pinned and near-miss lines vouch for nothing; no prefix match. */
+        assert_int_equal(kh_lookup(path, "gitlab.example.com", &type, &b64, NULL), -ENOENT);
+        assert_int_equal(kh_lookup(path, "x.vm", &type, &b64, NULL), -ENOENT);
+        assert_int_equal(kh_lookup(path, "172.16.0.20", &type, &b64, NULL), -ENOENT);
+        assert_int_equal(kh_lookup(path, "we", &type, &b64, NULL), -ENOENT);
+        assert_null(type);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -361,6 +388,7 @@ int main(void)
                 T(test_gc_drops_lines_no_record_claims_and_keeps_foreign),
                 T(test_sync_rewrites_banger_lines_from_the_list_and_is_idempotent),
                 T(test_concurrent_writers_are_serialized_and_lose_nothing),
+                T(test_lookup_finds_banger_pins_by_name_or_ip_never_foreign_lines),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -266,7 +266,7 @@ static void test_each_field_change_has_its_impact(void **state)
                 { "image: img", "image: img2", "spec.image", SPEC_IMPACT_RECREATE },
                 { "disk_size: 8G", "disk_size: 16G", "spec.disk_size", SPEC_IMPACT_RECREATE },
                 { "{path: ~/w}", "{path: ~/w, branch: b}", "spec.workspace", SPEC_IMPACT_RECREATE },
-                { "guest: ~/a}", "guest: ~/a, mode: '0644'}", "spec.file_sync", SPEC_IMPACT_RESTART },
+                { "guest: ~/a}", "guest: ~/a, mode: '0644'}", "spec.file_sync", SPEC_IMPACT_RECREATE },
                 { "guest: 2}", "guest: 3}", "spec.ports", SPEC_IMPACT_RESTART },
         };
         for (size_t i = 0; i < ARRAY_SIZE(swaps); i++) {
