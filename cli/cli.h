@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "paths.h"
 
@@ -37,8 +38,8 @@ int cmd_apply(struct cli *cli, int argc, char **argv);
 int cmd_get(struct cli *cli, int argc, char **argv);
 int cmd_delete(struct cli *cli, int argc, char **argv);
 /* Remove names' documents from the folder and (wait) until the daemon
- * has torn them down; prints "sandbox/NAME deleted" for each. */
-int cli_delete_names(struct cli *cli, const char *const *names, size_t n, bool wait, int timeout);
+ * has torn them down; prints "sandbox/NAME deleted" for each to out. */
+int cli_delete_names(struct cli *cli, const char *const *names, size_t n, bool wait, int timeout, FILE *out);
 /* vm run / vm create / vm ssh (cmd_vmrun.c). */
 int vm_run(struct cli *cli, int argc, char **argv);
 int vm_create(struct cli *cli, int argc, char **argv);

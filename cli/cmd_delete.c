@@ -80,7 +80,7 @@ out:
         return r;
 }
 
-static int wait_gone(struct client *c, struct gone_wait *ws, size_t n, int timeout)
+static int wait_gone(struct client *c, struct gone_wait *ws, size_t n, int timeout, FILE *out)
 {
         int64_t deadline = now_mono_ms() + (int64_t)timeout * 1000;
         for (;;) {
@@ -99,8 +99,8 @@ static int wait_gone(struct client *c, struct gone_wait *ws, size_t n, int timeo
                         ws[i].last = obj;
                         if (!obj) {
                                 ws[i].done = true;
-                                printf("sandbox/%s deleted\n", ws[i].name);
-                                fflush(stdout);
+                                fprintf(out, "sandbox/%s deleted\n", ws[i].name);
+                                fflush(out);
                         } else {
                                 pending++;
                         }
@@ -127,7 +127,7 @@ static int wait_gone(struct client *c, struct gone_wait *ws, size_t n, int timeo
         return EXIT_ERR;
 }
 
-int cli_delete_names(struct cli *cli, const char *const *names, size_t n, bool wait, int timeout)
+int cli_delete_names(struct cli *cli, const char *const *names, size_t n, bool wait, int timeout, FILE *out)
 {
         struct client *c = client_new(cli->paths.socket);
         struct folder f;
@@ -153,13 +153,13 @@ int cli_delete_names(struct cli *cli, const char *const *names, size_t n, bool w
                         continue;
                 }
                 if (!wait)
-                        printf("sandbox/%s deleted\n", names[i]);
+                        fprintf(out, "sandbox/%s deleted\n", names[i]);
                 else
                         ws[n_wait++].name = names[i];
         }
-        fflush(stdout);
+        fflush(out);
         if (n_wait) {
-                int w = wait_gone(c, ws, n_wait, timeout);
+                int w = wait_gone(c, ws, n_wait, timeout, out);
                 if (w != EXIT_OK)
                         rc = w;
         }
@@ -208,5 +208,5 @@ int cmd_delete(struct cli *cli, int argc, char **argv)
                         return cli_usage_error(cli, "NAME is empty");
 
         return cli_delete_names(cli, (const char *const *)argv + optind, (size_t)(argc - optind), !no_wait,
-                                timeout);
+                                timeout, stdout);
 }

@@ -284,7 +284,7 @@ static void undo_create(struct cli *cli, const char *name)
 {
         const char *names[] = { name };
         fprintf(stderr, "banger: removing sandbox/%s\n", name);
-        cli_delete_names(cli, names, 1, true, CLI_DEFAULT_TIMEOUT);
+        cli_delete_names(cli, names, 1, true, CLI_DEFAULT_TIMEOUT, stderr);
 }
 
 /* Returns EXIT_OK with c filled and the sandbox Running, or an exit code
@@ -363,9 +363,10 @@ static int create_sandbox(struct cli *cli, const struct run_opts *o, struct crea
         }
         timing("running");
         if (!c->ip) {
-                bg_error(&err, EPROTO, "sandbox/%s is Running but has no address (is it on the fake driver?)",
-                         c->name);
-                goto fail;
+                cli_error("sandbox/%s is Running but has no address to connect to (bangerd --driver fake?)",
+                          c->name);
+                undo_create(cli, c->name);
+                goto out;
         }
         rc = EXIT_OK;
         goto out;
@@ -530,7 +531,7 @@ static int run_or_create(struct cli *cli, int argc, char **argv, bool create_onl
         if (o.rm && !keep) {
                 const char *names[] = { c.name };
                 fflush(stdout);
-                if (cli_delete_names(cli, names, 1, true, CLI_DEFAULT_TIMEOUT) != EXIT_OK && status == 0)
+                if (cli_delete_names(cli, names, 1, true, CLI_DEFAULT_TIMEOUT, stderr) != EXIT_OK && status == 0)
                         status = EXIT_ERR;
                 timing("deleted");
         }

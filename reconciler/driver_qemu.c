@@ -269,8 +269,16 @@ static int make_disks(struct qemu *q, struct driver_vm *vm, struct bg_err **err)
         };
         enum disk_method used;
         int64_t t0 = now_mono_ms();
-        if (disk_root_create(image, root, size, true, &used, err) < 0 || workdisk_create(work, &wi, err) < 0)
+        /* The work disk first: it holds the user's files, so it is the one
+         * most likely to be refused (a file_sync escaping home, a workspace
+         * too big), and then nothing at all was made.  Each disk is whole
+         * or absent, so a failed root disk leaves only the work disk. */
+        if (workdisk_create(work, &wi, err) < 0)
                 return -EIO;
+        if (disk_root_create(image, root, size, true, &used, err) < 0) {
+                unlink(work);
+                return -EIO;
+        }
         json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "root", root, "format", used == DISK_QCOW2 ? "qcow2" : "raw",
                               "method", disk_method_name(used), "work", work);
         char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
