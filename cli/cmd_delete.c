@@ -18,7 +18,7 @@
 #include "spec.h"
 #include "util.h"
 
-#define POLL_MS 100
+#define POLL_MS 25   /* an API GET costs well under a millisecond */
 
 struct gone_wait {
         const char *name;

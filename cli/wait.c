@@ -12,7 +12,7 @@
 #include "sandbox.h"
 #include "util.h"
 
-#define POLL_MS 100
+#define POLL_MS 25   /* an API GET costs well under a millisecond */
 /* A SpecValid=False seen this soon after the write may predate it. */
 #define SPEC_VALID_GRACE_MS 2000
 

@@ -38,6 +38,8 @@ else
         echo; echo "demo: the guest's serial console (last lines):"
         for _ in $(seq 60); do banger vm logs demo | grep -q 'login\|ready\|dropbear' && break; sleep 1; done
         banger vm logs demo | tail -n 15
+        echo; echo "demo: banger vm run --rm --image tiny -- uname -a   (a second sandbox, over SSH, then deleted)"
+        banger vm run --rm --name demo-run --image tiny -- uname -a
 fi
 cat <<MSG
 
@@ -45,6 +47,8 @@ Try:
   $bin/banger --root $root get -o yaml
   $bin/banger --root $root vm logs demo -f
   $bin/banger --root $root doctor
+  $bin/banger --root $root vm ssh demo
+  $bin/banger --root $root vm run --image tiny --rm ./some-git-repo -- ls
   edit or drop files in $root/config/sandboxes/ and watch: $bin/banger --root $root get -w
 Stop the daemon (sandboxes keep running): kill \$(cat $root/bangerd.pid)
 MSG
