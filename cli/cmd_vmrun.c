@@ -484,7 +484,7 @@ static int run_session(struct cli *cli, const struct run_opts *o, struct created
                                 c->name);
                         *keep = true;
                 }
-                return EXIT_ERR;
+                return r == -EINTR ? 130 : EXIT_ERR;
         }
         timing("ssh-ready");
         if (c->has_ws && has_tooling_file(&c->ws))
@@ -497,15 +497,34 @@ static int run_session(struct cli *cli, const struct run_opts *o, struct created
                 _cleanup_free_ char *line = sshx_quote_argv(o->cmd, o->n_cmd);
                 _cleanup_free_ char *qname = c->has_ws ? sshx_quote(c->ws.name) : NULL;
                 _cleanup_free_ char *cmd = qname ? xasprintf("cd /root/%s && %s", qname, line) : xstrdup(line);
-                if (sshx_exec(s, cmd, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, &status, &err) < 0) {
+                int r2 = sshx_exec(s, cmd, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, &status, &err);
+                if (r2 < 0) {
                         cli_error("%s", bg_err_msg(err));
                         bg_err_free(err);
-                        status = 255;   /* as ssh(1) reports a broken connection */
+                        /* 130 as a shell reports ^C; 255 as ssh(1) reports a broken connection */
+                        status = r2 == -EINTR ? 130 : 255;
                 }
                 sshx_close(s);
         }
         timing("command-done");
         return status;
+}
+
+static void on_interrupt(int sig)
+{
+        (void)sig;
+        sshx_interrupted = 1;
+}
+
+/* ^C while waiting for SSH or during a command ends them, not banger:
+ * --rm still has a sandbox to delete.  No SA_RESTART, so poll() wakes. */
+static void catch_interrupts(void)
+{
+        struct sigaction sa = { .sa_handler = on_interrupt };
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
 }
 
 static int run_or_create(struct cli *cli, int argc, char **argv, bool create_only)
@@ -527,6 +546,7 @@ static int run_or_create(struct cli *cli, int argc, char **argv, bool create_onl
                 return EXIT_OK;
         }
         bool keep = false;
+        catch_interrupts();
         int status = run_session(cli, &o, &c, &keep);
         if (o.rm && !keep) {
                 const char *names[] = { c.name };

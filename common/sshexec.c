@@ -19,6 +19,8 @@
 #include "known_hosts.h"
 #include "util.h"
 
+volatile sig_atomic_t sshx_interrupted;
+
 struct sshx {
         int fd;
         LIBSSH2_SESSION *session;
@@ -164,6 +166,8 @@ int sshx_wait(const struct ssh_target *t, int timeout_ms, struct sshx **out, str
         int64_t end = now_mono_ms() + timeout_ms;
         for (;;) {
                 struct bg_err *e = NULL;
+                if (sshx_interrupted)
+                        return bg_error(err, EINTR, "interrupted while waiting for SSH on %s", t->name);
                 int64_t left = end - now_mono_ms();
                 int r = sshx_connect(t, left < 3000 ? (int)(left > 200 ? left : 200) : 3000, out, &e);
                 if (r == 0)
@@ -299,6 +303,10 @@ int sshx_exec(struct sshx *s, const char *cmd, int in_fd, int out_fd, int err_fd
         bool out_ok = true, err_ok = true;
         int rc = 0;
         for (;;) {
+                if (sshx_interrupted) {
+                        rc = bg_error(err, EINTR, "interrupted");
+                        break;
+                }
                 ssize_t a = pump_out(ch, 0, out_fd, &out_ok);
                 ssize_t b = pump_out(ch, SSH_EXTENDED_DATA_STDERR, err_fd, &err_ok);
                 if (a < 0 || b < 0) {
@@ -325,7 +333,11 @@ int sshx_exec(struct sshx *s, const char *cmd, int in_fd, int out_fd, int err_fd
         free(in);
         libssh2_session_set_blocking(s->session, 1);
         signal(SIGPIPE, old_pipe);
-        if (rc == 0) {
+        if (rc == -EINTR) {
+                /* Closing the channel hangs up the command's session. */
+                libssh2_session_set_timeout(s->session, 2000);
+                libssh2_channel_close(ch);
+        } else if (rc == 0) {
                 libssh2_channel_close(ch);
                 libssh2_channel_wait_closed(ch);
                 char *sig = NULL;

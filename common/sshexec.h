@@ -10,6 +10,7 @@
 #ifndef BANGER_SSHEXEC_H
 #define BANGER_SSHEXEC_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 struct bg_err;
@@ -45,6 +46,11 @@ int sshx_exec(struct sshx *s, const char *cmd, int in_fd, int out_fd, int err_fd
               struct bg_err **err);
 
 void sshx_close(struct sshx *s);   /* NULL is a no-op */
+
+/* Set (from a signal handler) to make sshx_wait and sshx_exec give up at
+ * their next turn: they return -EINTR ("interrupted").  The caller's
+ * handler must be installed without SA_RESTART so poll() wakes. */
+extern volatile sig_atomic_t sshx_interrupted;
 
 /* argv as one shell command line, each word single-quoted when it needs
  * to be (heap). */

@@ -6,6 +6,7 @@ bangerd runs under `unshare -n`; the CLI joins that namespace with
 host key is the one banger generated and pinned before first boot: every
 connection here is checked against that pin, with no trust on first use."""
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def repo(tmp_path):
     (r / "src" / "run.sh").write_text("#!/bin/sh\necho ran\n")
     (r / "src" / "run.sh").chmod(0o755)
     (r / ".gitignore").write_text("*.log\nbuild/\n")
+    (r / ".tool-versions").write_text("nodejs 20.0.0\n")   # asks for the best-effort mise install
     git(r, "init", "-q", "-b", "main")
     git(r, "add", "-A")
     git(r, "commit", "-q", "-m", "one")
@@ -96,12 +98,16 @@ def test_command_mode_carries_exit_status_streams_and_stdin_and_rm_leaves_nothin
 
 def test_workspace_holds_exactly_the_tracked_files_as_on_disk_and_a_real_repo(d, repo):
     r = cli(d, "vm", "run", "--rm", "--name", "ws", "--image", "tiny", str(repo), "--",
-            "sh", "-c", f"pwd; {LIST}; cat README; ./src/run.sh; test -f .git/HEAD && cat .git/HEAD")
+            "sh", "-c", f"pwd; {LIST}; cat README; ./src/run.sh; test -f .git/HEAD && cat .git/HEAD; "
+                        "cat /root/.cache/banger/vm-run-tooling-proj.log")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "/root/proj"
-    assert lines[1:4] == ["./.gitignore", "./README", "./src/run.sh"]
-    assert lines[4:] == ["hello, edited on disk", "ran", "ref: refs/heads/main"]
+    assert lines[1:5] == ["./.gitignore", "./.tool-versions", "./README", "./src/run.sh"]
+    assert lines[5:8] == ["hello, edited on disk", "ran", "ref: refs/heads/main"]
+    # tiny has no mise: the bootstrap is best effort, says so in its log and never fails the run.
+    assert lines[8:] == ["mise is not installed in this image; skipped"]
+    assert "tooling: mise install (log: /root/.cache/banger/vm-run-tooling-proj.log)" in r.stderr
     assert_nothing_left(d, "ws")
 
 
@@ -109,8 +115,8 @@ def test_include_untracked_adds_untracked_never_ignored_and_branch_is_checked_ou
     r = cli(d, "vm", "run", "--rm", "--name", "wsu", "--image", "tiny", "--include-untracked",
             "--branch", "feature-x", str(repo), "--", "sh", "-c", f"{LIST}; cat .git/HEAD")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == ["./.gitignore", "./README", "./notes.txt", "./src/run.sh",
-                                     "ref: refs/heads/feature-x"]
+    assert r.stdout.splitlines() == ["./.gitignore", "./.tool-versions", "./README", "./notes.txt",
+                                     "./src/run.sh", "ref: refs/heads/feature-x"]
     assert_nothing_left(d, "wsu")
 
 
@@ -202,3 +208,20 @@ def test_file_sync_from_config_lands_with_its_mode_and_an_escape_fails_cleanly(d
         assert_nothing_left(d, "fs2")
     finally:
         d.holder.kill()
+
+
+def test_interrupting_a_command_with_rm_still_deletes_the_sandbox(d):
+    e = dict(os.environ)
+    e.pop("BANGER_ROOT", None)
+    p = subprocess.Popen(["nsenter", "-t", str(d.proc.pid), "-n", str(BANGER), "--root", str(d.root), "vm", "run",
+                          "--rm", "--name", "intr", "--image", "tiny", "--", "sh", "-c", "echo started; sleep 600"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+    try:
+        assert p.stdout.readline() == "started\n"
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "sandbox/intr deleted" in err
+    assert_nothing_left(d, "intr")
