@@ -176,23 +176,46 @@ static int set_state(struct cli *cli, const char *name, enum spec_state state, c
         /* The hash the daemon will report once it applied the edit; taken
          * now, since folder_put reloads the folder (and frees doc). */
         struct bg_spec *want = spec_dup(doc->spec);
+        bool already = doc->spec->state == state;
         want->state = state;
         char hash[17];
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)spec_hash(want));
         spec_free(want);
         doc = NULL;
         bool changed = false;
-        if (folder_put(&f, name, text, &changed, &err) < 0) {
+        /* Already what the file says: leave the file (and its bytes) alone. */
+        if (!already && folder_put(&f, name, text, &changed, &err) < 0) {
                 rc = error_out(err);
                 goto out;
         }
-        printf("sandbox/%s %s\n", name, changed ? (state == SPEC_STATE_STOPPED ? "stopping" : "starting")
-                                                : "unchanged");
+        cl = client_new(cli->paths.socket);
+        /* The file already said running: the guest stopped itself (powered
+         * off, or idle_timeout) and the daemon keeps it down until asked. */
+        bool nudged = false;
+        if (already && state == SPEC_STATE_RUNNING) {
+                _cleanup_free_ char *path = xasprintf("/v1/sandboxes/%s/start", name);
+                json_t *obj = NULL;
+                if (client_get_sandbox(cl, name, &obj, &err) == 0 && obj) {
+                        const char *phase = sbx_str(obj, "status.phase");
+                        if (phase && strcmp(phase, "Running") != 0) {
+                                if (client_post_ok(cl, path, NULL, &err) < 0) {
+                                        json_decref(obj);
+                                        rc = error_out(err);
+                                        goto out;
+                                }
+                                nudged = true;
+                        }
+                }
+                json_decref(obj);
+                bg_err_free(err);
+                err = NULL;
+        }
+        printf("sandbox/%s %s\n", name, changed || nudged ? (state == SPEC_STATE_STOPPED ? "stopping" : "starting")
+                                                           : "unchanged");
         fflush(stdout);
         rc = EXIT_OK;
         if (o->no_wait)
                 goto out;
-        cl = client_new(cli->paths.socket);
         struct wait_target t = { .name = name, .hash = hash, .want_stopped = state == SPEC_STATE_STOPPED };
         rc = wait_converged(cl, &t, 1, o->timeout);
         wait_targets_release(&t, 1);

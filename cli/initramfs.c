@@ -18,11 +18,14 @@
 #include "util.h"
 
 #define BUSYBOX_MAX (16u << 20)
+#define AGENT_MAX (8u << 20)
 #define MODULE_LIST "lib/modules/banger.modules"
 
+/* The guest agent's channel drivers come right after the bus, so /init can
+ * start the agent before the disks and the network are even probed. */
 static const char *const wanted[] = {
-        "virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "virtio_console",
-        "vmw_vsock_virtio_transport", "button", "evdev", "ext4",
+        "virtio_mmio", "virtio_console", "vmw_vsock_virtio_transport", "virtio_pci", "virtio_blk",
+        "virtio_net", "button", "evdev", "ext4",
 };
 static const bool optional[] = { false, false, false, false, false, false, false, false, true };
 
@@ -48,11 +51,14 @@ static const char init_script[] =
         "/bin/busybox mkdir -p /proc /sys /dev /sbin /usr/bin /usr/sbin /newroot /tmp\n"
         "/bin/busybox mount -t proc proc /proc || { echo 'banger-init: mount /proc'; /bin/busybox poweroff -f; }\n"
         "/bin/busybox --install -s || { echo 'banger-init: busybox --install'; /bin/busybox poweroff -f; }\n"
+        "# when /init started, in microseconds of uptime (the agent reports it)\n"
+        "read -r UP _ < /proc/uptime\n"
+        "T0=${UP%.*}${UP#*.}0000\n"
         "mount -t sysfs sysfs /sys || fail 'mount /sys'\n"
         "mount -t devtmpfs devtmpfs /dev || fail 'mount /dev'\n"
         "\n"
         "set -f\n"
-        "ROOT=/dev/vda WORK= IP= GW= DNS= HOST= INIT=/sbin/init PROBE=\n"
+        "ROOT=/dev/vda WORK= IP= GW= DNS= HOST= INIT=/sbin/init PROBE= AGENT=\n"
         "for arg in $(cat /proc/cmdline); do\n"
         "\tcase \"$arg\" in\n"
         "\troot=*) ROOT=${arg#root=} ;;\n"
@@ -63,16 +69,36 @@ static const char init_script[] =
         "\tbanger.hostname=*) HOST=${arg#banger.hostname=} ;;\n"
         "\tbanger.init=*) INIT=${arg#banger.init=} ;;\n"
         "\tbanger.probe=1) PROBE=1 ;;\n"
+        "\tbanger.agent=serial) AGENT=--serial ;;\n"
+        "\tbanger.agent=vsock:*) AGENT=\"--vsock ${arg#banger.agent=vsock:}\" ;;\n"
         "\tesac\n"
         "done\n"
         "set +f\n"
         "\n"
+        "# the guest agent (docs/agent-protocol.md) starts as soon as its channel's\n"
+        "# driver is in: it says hello at once, holds requests until it is moved\n"
+        "# into the root filesystem below, and lives on after switch_root\n"
+        "APID=\n"
+        "start_agent() {\n"
+        "\t[ -n \"$AGENT\" ] && [ -z \"$APID\" ] || return 0\n"
+        "\tif ! mkfifo /run/banger-agent.ack || ! exec 3<>/run/banger-agent.ack; then\n"
+        "\t\techo 'banger-init warning: no fifo for the guest agent'\n"
+        "\t\tAGENT=\n"
+        "\t\treturn 0\n"
+        "\tfi\n"
+        "\t/bin/banger-agent $AGENT --chroot /newroot --ack /run/banger-agent.ack --init-us \"$T0\" &\n"
+        "\tAPID=$!\n"
+        "}\n"
+        "\n"
         "# dependencies first; a module the kernel already has is skipped\n"
         "while read -r m; do\n"
         "\t[ -n \"$m\" ] || continue\n"
-        "\t[ -d \"/sys/module/$m\" ] && continue\n"
-        "\tinsmod \"/lib/modules/$m.ko\" || echo \"banger-init warning: insmod $m failed\"\n"
+        "\t[ -d \"/sys/module/$m\" ] || insmod \"/lib/modules/$m.ko\" || echo \"banger-init warning: insmod $m failed\"\n"
+        "\tcase \"$AGENT:$m\" in\n"
+        "\t--serial:virtio_console|--vsock*:vmw_vsock_virtio_transport) [ -n \"$PROBE\" ] || start_agent ;;\n"
+        "\tesac\n"
         "done < /" MODULE_LIST "\n"
+        "[ -n \"$PROBE\" ] || start_agent   # its driver is built in\n"
         "\n"
         "if [ -n \"$PROBE\" ]; then\n"
         "\techo banger-probe-ok\n"
@@ -120,8 +146,15 @@ static const char init_script[] =
         "[ -e \"/newroot$INIT\" ] || [ -L \"/newroot$INIT\" ] || fail \"no $INIT in the root filesystem\"\n"
         "mkdir -p /newroot/dev /newroot/proc /newroot/sys\n"
         "mount --move /dev /newroot/dev || fail 'move /dev into the root filesystem'\n"
-        "umount /sys\n"
-        "umount /proc\n"
+        "# /proc and /sys move along too (as initramfs-tools does): the agent runs\n"
+        "# before the image's init and reads /proc; every init takes them mounted\n"
+        "mount --move /sys /newroot/sys || umount /sys\n"
+        "mount --move /proc /newroot/proc || umount /proc\n"
+        "if [ -n \"$APID\" ]; then\n"
+        "\tkill -USR1 \"$APID\" && read -t 5 ok <&3 ||\n"
+        "\t\techo 'banger-init warning: the guest agent did not move into the root filesystem'\n"
+        "\texec 3<&-\n"
+        "fi\n"
         "exec switch_root /newroot \"$INIT\"\n"
         "echo \"banger-init: switch_root to $INIT\"\n"
         "poweroff -f\n";
@@ -198,6 +231,37 @@ static int add(struct cpio *c, const char *name, unsigned mode, const void *data
         return r;
 }
 
+int initramfs_agent(char **path, struct bg_err **err)
+{
+        const char *env = getenv("BANGER_AGENT");
+        if (env && *env) {
+                if (access(env, X_OK) < 0)
+                        return bg_error(err, ENOENT, "BANGER_AGENT '%s' is not an executable file", env);
+                *path = xstrdup(env);
+                return 0;
+        }
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n > 0) {
+                self[n] = '\0';
+                char *slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = '\0';
+                        const char *const rel[] = { "banger-agent", "../lib/banger/banger-agent" };
+                        for (size_t i = 0; i < ARRAY_SIZE(rel); i++) {
+                                char *p = xasprintf("%s/%s", self, rel[i]);
+                                if (access(p, X_OK) == 0) {
+                                        *path = p;
+                                        return 0;
+                                }
+                                free(p);
+                        }
+                }
+        }
+        return bg_error(err, ENOENT, "no banger-agent beside the banger binary or in ../lib/banger "
+                        "(build it with make, or set BANGER_AGENT)");
+}
+
 int initramfs_write(const char *path, const char *busybox, struct kmod *const *mods, size_t n, struct bg_err **err)
 {
         static const char *const dirs[] = { "bin", "dev", "etc", "lib", "lib/modules", "newroot", "proc",
@@ -206,6 +270,18 @@ int initramfs_write(const char *path, const char *busybox, struct kmod *const *m
         size_t bb_len;
         if (read_file_limited(busybox, BUSYBOX_MAX, &bb, &bb_len, err) < 0)
                 return bg_error_wrap(err, "read busybox");
+        _cleanup_free_ char *agent_path = NULL, *agent = NULL;
+        size_t agent_len;
+        if (initramfs_agent(&agent_path, err) < 0)
+                return -ENOENT;
+        int fd = open(agent_path, O_RDONLY | O_CLOEXEC);
+        int interp = fd >= 0 ? has_interp(fd) : -1;
+        if (fd >= 0)
+                close(fd);
+        if (interp != 0)
+                return bg_error(err, ENOEXEC, "%s is not a statically linked x86-64 program", agent_path);
+        if (read_file_limited(agent_path, AGENT_MAX, &agent, &agent_len, err) < 0)
+                return bg_error_wrap(err, "read banger-agent");
 
         struct cpio c = { .a = archive_write_new(), .path = path };
         int r = 0;
@@ -223,6 +299,8 @@ int initramfs_write(const char *path, const char *busybox, struct kmod *const *m
                 r = add(&c, "bin/busybox", S_IFREG | 0755, bb, bb_len, NULL, 0, err);
         if (r == 0)
                 r = add(&c, "bin/sh", S_IFLNK | 0777, NULL, 0, "busybox", 0, err);
+        if (r == 0)
+                r = add(&c, "bin/banger-agent", S_IFREG | 0755, agent, agent_len, NULL, 0, err);
         if (r == 0)
                 r = add(&c, "init", S_IFREG | 0755, init_script, strlen(init_script), NULL, 0, err);
 

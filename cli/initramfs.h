@@ -12,6 +12,9 @@
  *   banger.init=PATH    what to exec in the new root (default /sbin/init)
  *   banger.probe=1      print "banger-probe-ok" once the modules are in,
  *                       then power off (does this VMM boot Linux at all?)
+ *   banger.agent=serial|vsock:PORT  start /bin/banger-agent on that channel
+ *                       once its driver is loaded; it moves into the root
+ *                       just before switch_root (docs/agent-protocol.md)
  * Any failure prints "banger-init: <what failed>" and powers off at once
  * (the VMMs run with -no-reboot, so the VM ends instead of hanging).
  */
@@ -33,8 +36,12 @@ void initramfs_wanted(const char *const **names, const bool **optional, size_t *
  * install hint when there is none. */
 int initramfs_busybox(char **path, struct bg_err **err);
 
-/* Write the initramfs to path: busybox, /init, and mods (uncompressed,
- * kept in the table) in the given order. */
+/* The banger-agent to put in the initramfs (caller frees): $BANGER_AGENT,
+ * else beside this program, else ../lib/banger/.  -ENOENT with a hint. */
+int initramfs_agent(char **path, struct bg_err **err);
+
+/* Write the initramfs to path: busybox, banger-agent, /init, and mods
+ * (uncompressed, kept in the table) in the given order. */
 int initramfs_write(const char *path, const char *busybox, struct kmod *const *mods, size_t n, struct bg_err **err);
 
 #endif

@@ -344,8 +344,8 @@ int kernel_import(const struct bg_paths *p, const char *name, const struct kerne
         _cleanup_free_ char *existing = xasprintf("%s/kernels/%s/kernel.json", p->state_dir, name);
         if (access(existing, F_OK) == 0)
                 return bg_error(err, EEXIST, "kernel '%s' already exists (banger kernel rm %s first)", name, name);
-        _cleanup_free_ char *busybox = NULL;
-        if (initramfs_busybox(&busybox, err) < 0)
+        _cleanup_free_ char *busybox = NULL, *agent = NULL;
+        if (initramfs_busybox(&busybox, err) < 0 || initramfs_agent(&agent, err) < 0)
                 return -ENOENT;
 
         _cleanup_free_ char *tmp = NULL, *deb = NULL, *source = NULL, *real = NULL, *version = NULL;

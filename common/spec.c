@@ -127,6 +127,64 @@ bool spec_check_disk_size(struct yn_errs *e, const struct yn_node *n, const char
         return true;
 }
 
+int spec_duration_parse(const char *s, uint64_t *ms)
+{
+        uint64_t total = 0;
+        int groups = 0;
+        uint64_t last_unit = UINT64_MAX;   /* units go d, h, m, s, each at most once */
+        while (*s) {
+                if (*s < '0' || *s > '9')
+                        return -EINVAL;
+                uint64_t v = 0;
+                for (; *s >= '0' && *s <= '9'; s++) {
+                        v = v * 10 + (uint64_t)(*s - '0');
+                        if (v > SPEC_IDLE_MAX_MS)
+                                return -EINVAL;
+                }
+                uint64_t unit = *s == 's' ? 1000 : *s == 'm' ? 60000 : *s == 'h' ? 3600000 : *s == 'd' ? 86400000 : 0;
+                if (!unit || unit >= last_unit || ++groups > 4)
+                        return -EINVAL;
+                last_unit = unit;
+                s++;
+                total += v * unit;
+                if (total > SPEC_IDLE_MAX_MS)
+                        return -EINVAL;
+        }
+        if (!groups || total < SPEC_IDLE_MIN_MS)
+                return -EINVAL;
+        *ms = total;
+        return 0;
+}
+
+void spec_duration_format(uint64_t ms, char *buf, size_t len)
+{
+        static const struct { uint64_t ms; char unit; } units[] = {
+                { 86400000, 'd' }, { 3600000, 'h' }, { 60000, 'm' }, { 1000, 's' },
+        };
+        size_t off = 0;
+        buf[0] = '\0';
+        for (size_t i = 0; i < ARRAY_SIZE(units) && off < len; i++) {
+                if (ms < units[i].ms)
+                        continue;
+                int n = snprintf(buf + off, len - off, "%llu%c", (unsigned long long)(ms / units[i].ms), units[i].unit);
+                off += n > 0 ? (size_t)n : 0;
+                ms %= units[i].ms;
+        }
+        if (!buf[0])
+                snprintf(buf, len, "0s");
+}
+
+static bool check_idle_timeout(struct yn_errs *e, const struct yn_node *n, const char *path, uint64_t *out)
+{
+        if (n->poison)
+                return false;
+        if (n->type != YN_SCALAR || n->kind != YN_STR || spec_duration_parse(n->str, out) < 0) {
+                yn_err(e, n, path, "must be a duration like 30m, 90s or 2h (10s to 30d)");
+                return false;
+        }
+        return true;
+}
+
 bool spec_check_ref(struct yn_errs *e, const struct yn_node *n, const char *path, char **out)
 {
         const char *s = yn_want_str(e, n, path);
@@ -363,7 +421,7 @@ static void check_ports(struct yn_errs *e, const struct yn_node *seq, struct bg_
 
 static void check_spec(struct yn_errs *e, const struct yn_node *m, struct bg_spec *s)
 {
-        enum { STATE, IMAGE, KERNEL, HV, VCPU, MEM, DISK, RESTART, NAT, WS, SYNC, PORTS };
+        enum { STATE, IMAGE, KERNEL, HV, VCPU, MEM, DISK, RESTART, NAT, WS, SYNC, PORTS, IDLE };
         static const struct yn_field fields[] = {
                 [STATE] = { "state", false },   [IMAGE] = { "image", false },
                 [KERNEL] = { "kernel", false }, [HV] = { "hypervisor", false },
@@ -371,6 +429,7 @@ static void check_spec(struct yn_errs *e, const struct yn_node *m, struct bg_spe
                 [DISK] = { "disk_size", false }, [RESTART] = { "restart", false },
                 [NAT] = { "nat", false },       [WS] = { "workspace", false },
                 [SYNC] = { "file_sync", false }, [PORTS] = { "ports", false },
+                [IDLE] = { "idle_timeout", false },
         };
         const struct yn_node *v[ARRAY_SIZE(fields)];
         if (!yn_want_map(e, m, "spec"))
@@ -403,6 +462,8 @@ static void check_spec(struct yn_errs *e, const struct yn_node *m, struct bg_spe
                 spec_check_file_sync(e, v[SYNC], "spec.file_sync", &s->file_sync, &s->n_file_sync);
         if (v[PORTS])
                 check_ports(e, v[PORTS], s);
+        if (v[IDLE])
+                check_idle_timeout(e, v[IDLE], "spec.idle_timeout", &s->idle_timeout_ms);
 }
 
 struct bg_spec *spec_check_tree(const struct yn_node *root, struct yn_errs *e)

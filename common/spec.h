@@ -87,6 +87,7 @@ struct bg_spec {
         unsigned memory_mib;              /* 0: resolved by the daemon */
         uint64_t disk_size;               /* bytes; 0: resolved by the daemon */
         enum spec_restart restart;        /* default on-failure */
+        uint64_t idle_timeout_ms;         /* stop after this long idle (guest agent); 0: never */
         bool nat;                         /* default false */
         struct spec_workspace *workspace; /* NULL when absent */
         struct spec_file_sync *file_sync;
@@ -202,5 +203,11 @@ void spec_size_format(uint64_t bytes, char *buf, size_t len);
 const char *spec_state_name(enum spec_state s);
 const char *spec_hypervisor_name(enum spec_hypervisor h);
 const char *spec_restart_name(enum spec_restart r);
+/* spec.idle_timeout: "30m", "90s", "2h", "1h30m" (10 s to 30 days) <-> ms.
+ * parse: 0 or -EINVAL; format: the canonical text (largest units first). */
+#define SPEC_IDLE_MIN_MS 10000ull
+#define SPEC_IDLE_MAX_MS (30ull * 86400 * 1000)
+int spec_duration_parse(const char *s, uint64_t *ms);
+void spec_duration_format(uint64_t ms, char *buf, size_t len);
 
 #endif

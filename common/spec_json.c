@@ -112,6 +112,11 @@ json_t *spec_to_json(const struct bg_spec *s)
                 set(sp, "disk_size", jstr(buf));
         }
         set(sp, "restart", jstr(spec_restart_name(s->restart)));
+        if (s->idle_timeout_ms) {
+                char buf[48];
+                spec_duration_format(s->idle_timeout_ms, buf, sizeof buf);
+                set(sp, "idle_timeout", jstr(buf));
+        }
         set(sp, "nat", json_boolean(s->nat));
         if (s->workspace)
                 set(sp, "workspace", spec_json_workspace(s->workspace));
@@ -286,6 +291,11 @@ char *spec_to_yaml(const struct bg_spec *s)
                 sb_kv(&b, "  ", "disk_size", buf);
         }
         sb_kv(&b, "  ", "restart", spec_restart_name(s->restart));
+        if (s->idle_timeout_ms) {
+                char buf[48];
+                spec_duration_format(s->idle_timeout_ms, buf, sizeof buf);
+                sb_kv(&b, "  ", "idle_timeout", buf);
+        }
         sb_printf(&b, "  nat: %s\n", s->nat ? "true" : "false");
         if (s->workspace) {
                 const struct spec_workspace *w = s->workspace;

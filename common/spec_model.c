@@ -192,6 +192,16 @@ static void diff_labels(struct changes *c, const struct bg_spec *a, const struct
         }
 }
 
+/* "30m", or NULL when unset (0). */
+static char *duration_text(uint64_t ms)
+{
+        if (!ms)
+                return NULL;
+        char buf[48];
+        spec_duration_format(ms, buf, sizeof buf);
+        return xstrdup(buf);
+}
+
 void spec_diff(const struct bg_spec *a, const struct bg_spec *b, struct spec_change **out, size_t *n)
 {
         struct changes c = { 0 };
@@ -220,6 +230,9 @@ void spec_diff(const struct bg_spec *a, const struct bg_spec *b, struct spec_cha
                SPEC_IMPACT_RECREATE);
         change(&c, "spec.ports", json_text(spec_json_ports(a)), json_text(spec_json_ports(b)),
                SPEC_IMPACT_RESTART);
+        /* Read by the idle poller from the applied spec: nothing to redo. */
+        change(&c, "spec.idle_timeout", duration_text(a->idle_timeout_ms), duration_text(b->idle_timeout_ms),
+               SPEC_IMPACT_NONE);
         *out = c.v;
         *n = c.n;
 }

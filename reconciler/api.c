@@ -561,25 +561,103 @@ static enum MHD_Result get_logs(struct req *rq, const char *name)
         return reply(rq, MHD_HTTP_OK, r);
 }
 
-static enum MHD_Result post_kill(struct req *rq, const char *name)
+static enum MHD_Result post_action(struct req *rq, const char *name, bool kill)
 {
         const struct api_source *src = rq->a->src;
         char tmp[128];
         if (!valid_name(name))
                 return send_error(rq, MHD_HTTP_BAD_REQUEST, "invalid sandbox name '%s'", clean(name, tmp, sizeof tmp));
         struct bg_err *err = NULL;
-        int rc = src->kill ? src->kill(src->arg, name, &err) : -ENOSYS;
+        int (*fn)(void *, const char *, struct bg_err **) = kill ? src->kill : src->start;
+        int rc = fn ? fn(src->arg, name, &err) : -ENOSYS;
         if (rc == -ENOENT) {
                 bg_err_free(err);
                 return send_error(rq, MHD_HTTP_NOT_FOUND, "sandbox \"%s\" not found", name);
         }
         if (rc < 0) {
-                enum MHD_Result ret = send_error(rq, MHD_HTTP_CONFLICT, "kill %s: %s", name, bg_err_msg(err));
+                enum MHD_Result ret = send_error(rq, MHD_HTTP_CONFLICT, "%s %s: %s", kill ? "kill" : "start", name,
+                                                 bg_err_msg(err));
                 bg_err_free(err);
                 return ret;
         }
-        json_t *j = json_pack("{s:s, s:s}", "kind", "Status", "message", "killed");
+        json_t *j = json_pack("{s:s, s:s}", "kind", "Status", "message", kill ? "killed" : "start requested");
         return send_json(rq, MHD_HTTP_OK, j);
+}
+
+/* ---- the guest agent: GET .../stats, POST .../exec (upgraded) ---- */
+
+static enum MHD_Result get_stats(struct req *rq, const char *name)
+{
+        const struct api_source *src = rq->a->src;
+        char tmp[128];
+        if (!valid_name(name))
+                return send_error(rq, MHD_HTTP_BAD_REQUEST, "invalid sandbox name '%s'", clean(name, tmp, sizeof tmp));
+        if (!src->agent_ready || !src->agent_stats)
+                return send_error(rq, MHD_HTTP_NOT_FOUND, "no guest agents in this bangerd");
+        _cleanup_free_ char *why = NULL;
+        int rc = src->agent_ready(src->arg, name, &why);
+        if (rc == -ENOENT)
+                return send_error(rq, MHD_HTTP_NOT_FOUND, "sandbox \"%s\" not found", name);
+        if (rc < 0)
+                return send_error(rq, MHD_HTTP_CONFLICT, "the guest agent of %s is not ready: %s", name,
+                                  why ? why : "unknown");
+        struct bg_err *err = NULL;
+        json_t *j = NULL;
+        if (src->agent_stats(src->arg, name, &j, &err) < 0) {
+                enum MHD_Result ret = send_error(rq, MHD_HTTP_BAD_GATEWAY, "stats %s: %s", name, bg_err_msg(err));
+                bg_err_free(err);
+                return ret;
+        }
+        return send_json(rq, MHD_HTTP_OK, j);
+}
+
+struct upgrade {
+        struct api *a;
+        char name[NAME_MAX_LEN + 1];
+};
+
+/* MHD calls this in the connection's own thread (thread per connection),
+ * where blocking for the whole session is allowed. */
+static void exec_upgraded(void *cls, struct MHD_Connection *c, void *req_cls, const char *extra, size_t extra_len,
+                          MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+        (void)c;
+        (void)req_cls;
+        struct upgrade *u = cls;
+        log_info("exec session name=%s", u->name);
+        u->a->src->agent_exec(u->a->src->arg, u->name, sock, extra, extra_len, &u->a->stopping);
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+        free(u);
+}
+
+static enum MHD_Result post_exec(struct req *rq, const char *name)
+{
+        const struct api_source *src = rq->a->src;
+        char tmp[128];
+        if (!valid_name(name))
+                return send_error(rq, MHD_HTTP_BAD_REQUEST, "invalid sandbox name '%s'", clean(name, tmp, sizeof tmp));
+        if (!src->agent_ready || !src->agent_exec)
+                return send_error(rq, MHD_HTTP_NOT_FOUND, "no guest agents in this bangerd");
+        const char *up = MHD_lookup_connection_value(rq->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
+        if (!up || strcmp(up, "banger-exec/1") != 0)
+                return send_error(rq, MHD_HTTP_UPGRADE_REQUIRED, "exec needs 'Upgrade: banger-exec/1'");
+        _cleanup_free_ char *why = NULL;
+        int rc = src->agent_ready(src->arg, name, &why);
+        if (rc == -ENOENT)
+                return send_error(rq, MHD_HTTP_NOT_FOUND, "sandbox \"%s\" not found", name);
+        if (rc < 0)
+                return send_error(rq, MHD_HTTP_CONFLICT, "the guest agent of %s is not ready: %s", name,
+                                  why ? why : "unknown");
+        struct upgrade *u = xcalloc(1, sizeof *u);
+        u->a = rq->a;
+        snprintf(u->name, sizeof u->name, "%s", name);
+        struct MHD_Response *r = MHD_create_response_for_upgrade(exec_upgraded, u);
+        if (!r) {
+                free(u);
+                return send_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot create response");
+        }
+        MHD_add_response_header(r, MHD_HTTP_HEADER_UPGRADE, "banger-exec/1");
+        return reply(rq, MHD_HTTP_SWITCHING_PROTOCOLS, r);
 }
 
 static enum MHD_Result get_doctor(struct req *rq)
@@ -601,7 +679,7 @@ static bool has_body(struct MHD_Connection *c)
 static enum MHD_Result route(struct req *rq, const char *url, const char *method)
 {
         static const char sb_prefix[] = "/v1/sandboxes/";
-        enum { R_NONE, R_VERSION, R_LIST, R_GET, R_EVENTS, R_LOGS, R_KILL, R_DOCTOR } r = R_NONE;
+        enum { R_NONE, R_VERSION, R_LIST, R_GET, R_EVENTS, R_LOGS, R_KILL, R_START, R_DOCTOR, R_STATS, R_EXEC } r = R_NONE;
         _cleanup_free_ char *name = NULL;
         char tmp[128];
         const char *want = MHD_HTTP_METHOD_GET;
@@ -624,6 +702,12 @@ static enum MHD_Result route(struct req *rq, const char *url, const char *method
                         r = R_LOGS;
                 else if (strcmp(slash, "/kill") == 0)
                         r = R_KILL, want = MHD_HTTP_METHOD_POST;
+                else if (strcmp(slash, "/start") == 0)
+                        r = R_START, want = MHD_HTTP_METHOD_POST;
+                else if (strcmp(slash, "/stats") == 0)
+                        r = R_STATS;
+                else if (strcmp(slash, "/exec") == 0)
+                        r = R_EXEC, want = MHD_HTTP_METHOD_POST;
         }
 
         if (r == R_NONE)
@@ -644,8 +728,11 @@ static enum MHD_Result route(struct req *rq, const char *url, const char *method
         case R_GET:     return get_sandbox(rq, name);
         case R_EVENTS:  return get_events(rq);
         case R_LOGS:    return get_logs(rq, name);
-        case R_KILL:    return post_kill(rq, name);
+        case R_KILL:    return post_action(rq, name, true);
+        case R_START:   return post_action(rq, name, false);
         case R_DOCTOR:  return get_doctor(rq);
+        case R_STATS:   return get_stats(rq, name);
+        case R_EXEC:    return post_exec(rq, name);
         default:        abort();
         }
 }
@@ -776,7 +863,7 @@ int api_start(const char *socket_path, const struct api_source *src, struct api 
          * select() fails past FD_SETSIZE; ITC so api_stop can quiesce and
          * take the listening fd back. */
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-                         MHD_USE_ITC | MHD_USE_ERROR_LOG;
+                         MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
         a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, a,
                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                                   MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,

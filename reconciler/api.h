@@ -8,6 +8,7 @@
 #define BANGER_API_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct bg_err;
@@ -27,8 +28,21 @@ struct api_source {
         char *(*console_path)(void *arg, const char *name);
         /* Kill name's VMM now (POST .../kill); -ENOENT when unknown. */
         int (*kill)(void *arg, const char *name, struct bg_err **err);
+        /* Start name again although its guest stopped itself (POST .../start):
+         * clears the "stay down" the restart policy or idle_timeout chose.
+         * -ENOENT when unknown. */
+        int (*start)(void *arg, const char *name, struct bg_err **err);
         /* The daemon's view for `banger doctor`: a new JSON object. */
         json_t *(*doctor)(void *arg);
+        /* The guest agent (optional): 0 when name's agent is ready, -ENOENT
+         * for an unknown sandbox, -ENOTCONN with *why (heap) otherwise. */
+        int (*agent_ready)(void *arg, const char *name, char **why);
+        /* GET .../stats: a new JSON object. */
+        int (*agent_stats)(void *arg, const char *name, json_t **out, struct bg_err **err);
+        /* POST .../exec, once upgraded: run the session on fd until it ends
+         * or *stopping; never closes fd. */
+        void (*agent_exec)(void *arg, const char *name, int fd, const char *extra, size_t extra_len,
+                           const _Atomic bool *stopping);
         struct store *store;   /* events are read from here */
         struct hub *hub;       /* and followed through here */
         const char *driver;    /* for /v1/version */

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agents.h"
 #include "driver.h"
 #include "drivers.h"
 #include "err.h"
@@ -38,6 +39,8 @@
 #define STABLE_MS 60000          /* running this long forgets past failures */
 #define STOP_TIMEOUT_MS 10000
 #define MAX_STEPS 32             /* per call; plan converges in far fewer */
+#define AGENT_ACK_MS 3000        /* the guest agent acknowledges a shutdown request */
+#define AGENT_POWEROFF_MS 10000  /* then the guest powers off by itself within this */
 
 /* ---- events and records ---- */
 
@@ -523,6 +526,85 @@ static int net_down(struct work *w, struct bg_err **err)
         return 0;
 }
 
+/* ---- the guest agent ---- */
+
+static int64_t idle_timeout_of(const struct bg_spec *s)
+{
+        return (int64_t)s->idle_timeout_ms;
+}
+
+/* Ask the guest agent to power the guest off and wait until the VMM has
+ * ended, up to AGENT_POWEROFF_MS.  True when it did; false leaves the
+ * hypervisor's stop to do it (no agent, no answer, or too slow). */
+static bool agent_poweroff(struct work *w, struct driver_vm *vm)
+{
+        struct agents *ag = w->l->agents;
+        bool ready = false;
+        char *why = NULL;
+        if (agents_ready(ag, w->name, &ready, &why, NULL) < 0 || !ready) {
+                free(why);
+                return false;
+        }
+        free(why);
+        struct bg_err *e = NULL;
+        int64_t t0 = now_mono_ms();
+        if (agents_shutdown(ag, w->name, AGENT_ACK_MS, &e) < 0) {
+                log_warn("graceful stop name=%s: %s; using the hypervisor", w->name, bg_err_msg(e));
+                bg_err_free(e);
+                return false;
+        }
+        while (now_mono_ms() - t0 < AGENT_POWEROFF_MS) {
+                struct driver_probe p = { VM_ABSENT, -1 };
+                if (w->drv->ops->probe(w->drv, vm, &p, NULL) == 0 && p.vm != VM_RUNNING) {
+                        log_info("graceful stop name=%s: guest powered off through its agent ms=%lld", w->name,
+                                 (long long)(now_mono_ms() - t0));
+                        return true;
+                }
+                struct timespec ts = { 0, 50 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        log_warn("graceful stop name=%s: guest still running %d ms after its agent's ack; using the hypervisor",
+                 w->name, AGENT_POWEROFF_MS);
+        return false;
+}
+
+/* Keep the agents thread connected to running sandboxes only. */
+static void agent_follow(struct work *w)
+{
+        struct agents *ag = w->l->agents;
+        if (!ag)
+                return;
+        if (w->has_rec && w->rec.phase == PHASE_RUNNING && w->probe.vm == VM_RUNNING) {
+                const struct bg_spec *s = applied_spec(w);
+                agents_track(ag, w->name, w->rec.id, w->handles, s ? idle_timeout_of(s) : 0);
+        } else {
+                agents_untrack(ag, w->name);
+        }
+}
+
+/* The agents thread found the guest idle for its spec.idle_timeout: stop
+ * it and keep it down, like a guest that powered itself off, until the
+ * spec changes. */
+static int idle_stop(struct work *w, struct bg_err **err)
+{
+        struct store_record *r = &w->rec;
+        const struct bg_spec *s = applied_spec(w);
+        char d[48];
+        spec_duration_format(s ? s->idle_timeout_ms : 0, d, sizeof d);
+        _cleanup_free_ char *msg = xasprintf("idle for %s (spec.idle_timeout); stopped until `banger vm start` or a spec change", d);
+        if (set_phase(w, PHASE_STOPPING, msg, err) < 0)
+                return -EIO;
+        struct driver_vm vm = vm_of(w);
+        agent_poweroff(w, &vm);
+        if (w->drv->ops->stop(w->drv, &vm, STOP_TIMEOUT_MS, err) < 0)
+                return bg_error_wrap(err, "stop");
+        r->flags |= REC_GUEST_EXITED;
+        r->last_exit = 0;
+        set_message(r, msg);
+        w->dirty = true;
+        return set_phase(w, PHASE_STOPPED, msg, err);
+}
+
 static int execute(struct work *w, const struct plan_step *s, struct bg_err **err)
 {
         struct store_record *r = &w->rec;
@@ -593,6 +675,16 @@ static int execute(struct work *w, const struct plan_step *s, struct bg_err **er
                 w->dirty = true;
                 return set_phase(w, PHASE_RUNNING, "vm started", err);
         case PLAN_STOP:
+                /* A sandbox on its way out loses its disks next: a graceful
+                 * shutdown would only make `delete` (and `vm run --rm`)
+                 * wait seconds for a guest whose writes are thrown away. */
+                if (r->phase == PHASE_DELETING) {
+                        if (drv->ops->kill(drv, &vm, err) < 0)
+                                return bg_error_wrap(err, "kill");
+                        w->dirty = true;
+                        return 0;
+                }
+                agent_poweroff(w, &vm);
                 if (drv->ops->stop(drv, &vm, STOP_TIMEOUT_MS, err) < 0)
                         return bg_error_wrap(err, "stop");
                 w->dirty = true;
@@ -713,9 +805,37 @@ void converge(struct loop *l, const char *name)
                 log_warn("name=%s %s", name, msg);
         }
         repair_network(&w);
+        /* `banger vm start` on a sandbox whose guest stopped itself (powered
+         * off, or idle_timeout): the spec already says running, so only this
+         * request lifts the stay-down. */
+        if (loop_take_start_request(l, name) && w.has_rec && (w.rec.flags & REC_GUEST_EXITED)) {
+                w.rec.flags &= ~REC_GUEST_EXITED;
+                w.rec.failures = 0;
+                w.rec.backoff_until_ms = 0;
+                set_message(&w.rec, NULL);
+                /* A VMM that ended by itself is still reported as exited
+                 * until reaped; reap it so the plan sees no VM and starts. */
+                struct bg_err *e = NULL;
+                struct driver_vm vm = vm_of(&w);
+                if (w.drv && w.drv->ops->kill(w.drv, &vm, &e) < 0)
+                        log_warn("start request name=%s: %s", name, bg_err_msg(e));
+                bg_err_free(e);
+                save(&w, "StartRequested", "started again on request", NULL);
+        }
         int i;
         for (i = 0; i < MAX_STEPS && !w.drv_missing; i++) {
                 observe(&w);
+                if (w.has_rec && w.drv && w.rec.phase == PHASE_RUNNING && w.probe.vm == VM_RUNNING &&
+                    agents_take_idle(l->agents, name)) {
+                        struct bg_err *err = NULL;
+                        struct plan_step idle = { .action = PLAN_STOP, .phase = PHASE_STOPPING };
+                        if (idle_stop(&w, &err) < 0) {
+                                record_failure(&w, &idle, err);
+                                bg_err_free(err);
+                                break;
+                        }
+                        continue;
+                }
                 struct plan_input in = plan_input_of(&w);
                 struct plan_step s = plan_next(&in);
                 log_debug("plan name=%s phase=%s vm=%d -> %s", name, phase_name(in.phase), (int)in.vm,
@@ -742,6 +862,7 @@ void converge(struct loop *l, const char *name)
                         break;
                 }
         }
+        agent_follow(&w);
         if (i == MAX_STEPS && !w.drv_missing) {
                 log_error("reconcile name=%s did not converge in %d steps", name, MAX_STEPS);
                 loop_requeue_after(l, name, BACKOFF_CAP_MS);

@@ -53,6 +53,14 @@ static struct fake *F(struct driver *d) { return (struct fake *)d; }
 static char *disk_dir(struct fake *f, const char *id) { return xasprintf("%s/%s", f->disk_root, id); }
 static char *vm_file(struct fake *f, const char *id) { return xasprintf("%s/%s.vm", f->vm_root, id); }
 
+/* With BANGER_FAKE_AGENT set (tests), a fake VM has a guest agent channel
+ * like QEMU's: RUN/vms/<id>/agent.sock, where a test's fake agent listens. */
+static char *agent_dir(struct fake *f, const char *id)
+{
+        size_t n = strlen(f->vm_root) - strlen("/fake");   /* RUN */
+        return xasprintf("%.*s/vms/%s", (int)n, f->vm_root, id);
+}
+
 #define POINT(action, when, vm) do { \
         if (fault_hit(action "." when, (vm)->name, err) < 0) return -EIO; } while (0)
 
@@ -183,6 +191,13 @@ static int fake_start(struct driver *d, struct driver_vm *vm, struct bg_err **er
         json_object_set_new(vm->handles, "console", json_string(console));
         json_object_set_new(vm->handles, "vm", json_string(path));
         json_object_set_new(vm->handles, "started_at", json_integer(now_wall_ms()));
+        if (getenv("BANGER_FAKE_AGENT")) {
+                _cleanup_free_ char *dir = agent_dir(f, vm->id);
+                if (mkdir_p(dir, 0700, err) < 0)
+                        return bg_error_wrap(err, "fake start");
+                _cleanup_free_ char *sock = xasprintf("%s/agent.sock", dir);
+                json_object_set_new(vm->handles, "agent_sock", json_string(sock));
+        }
         POINT("start", "after", vm);
         return 0;
 }
@@ -198,7 +213,8 @@ static int remove_vm(struct fake *f, const char *id, struct bg_err **err)
         pthread_mutex_lock(&f->mu);
         table_set(f, id, -1, -1, NULL);
         pthread_mutex_unlock(&f->mu);
-        return 0;
+        _cleanup_free_ char *adir = agent_dir(f, id);
+        return rm_rf(adir, err);
 }
 
 static int fake_stop(struct driver *d, struct driver_vm *vm, int timeout_ms, struct bg_err **err)
@@ -214,7 +230,12 @@ static int fake_stop(struct driver *d, struct driver_vm *vm, int timeout_ms, str
 
 static int fake_kill(struct driver *d, struct driver_vm *vm, struct bg_err **err)
 {
-        return remove_vm(F(d), vm->id, err);
+        POINT("kill", "before", vm);
+        if (remove_vm(F(d), vm->id, err) < 0)
+                return -EIO;
+        json_object_del(vm->handles, "vm");
+        POINT("kill", "after", vm);
+        return 0;
 }
 
 static int fake_probe(struct driver *d, struct driver_vm *vm, struct driver_probe *out, struct bg_err **err)

@@ -46,6 +46,7 @@
 #include "util.h"
 #include "vmm.h"
 #include "workdisk.h"
+#include "agent_proto.h"
 
 #define SOCKET_WAIT_MS 5000     /* Firecracker's socket is up in ~12 ms */
 #define KILL_WAIT_MS 5000
@@ -329,7 +330,8 @@ static int configure_and_boot(struct fc *f, struct driver_vm *vm, struct fc_api 
          * SendCtrlAltDel reaches the guest through the i8042 keyboard. */
         _cleanup_free_ char *args = xasprintf("console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux "
                                               "i8042.dumbkbd root=/dev/vda rw banger.work=/dev/vdb "
-                                              "banger.hostname=%s%s", vm->name, netargs);
+                                              "banger.hostname=%s%s banger.agent=vsock:%u", vm->name, netargs,
+                                              AGP_VSOCK_PORT);
         if (fc_api_put(api, "/logger", json_pack("{s:s,s:s}", "log_path", log, "level", "Info"), err) < 0 ||
             fc_api_put(api, "/machine-config", json_pack("{s:i,s:i}", "vcpu_count", (int)vm->spec->vcpu,
                                                          "mem_size_mib", (int)vm->spec->memory_mib), err) < 0 ||

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agents.h"
 #include "config.h"
 #include "dns.h"
 #include "driver.h"
@@ -538,6 +539,16 @@ bool loop_wait_idle(struct loop *l, int timeout_ms)
 
 /* ---- life cycle ---- */
 
+/* A sandbox's guest has been idle for its spec.idle_timeout: converge
+ * stops it. */
+static void agent_idle_cb(const char *name, void *arg)
+{
+        struct loop *l = arg;
+        pthread_mutex_lock(&l->mu);
+        enqueue_locked(l, name);
+        pthread_mutex_unlock(&l->mu);
+}
+
 int loop_new(const struct loop_config *c, struct loop **out, struct bg_err **err)
 {
         if (mkdir_p(c->sandboxes_dir, 0755, err) < 0)
@@ -553,9 +564,15 @@ int loop_new(const struct loop_config *c, struct loop **out, struct bg_err **err
         pthread_cond_init(&l->idle_cv, NULL);
         l->ix = index_new();
         l->qstate = strmap_new();
+        l->start_requests = strmap_new();
         l->driver_by_id = strmap_new();
         l->inotify_fd = -1;
         if (watch_open(c->sandboxes_dir, &l->inotify_fd, err) < 0) {
+                loop_free(l);
+                return -EIO;
+        }
+        struct agents_config ac = { .run_dir = c->run_dir, .idle = agent_idle_cb, .arg = l };
+        if (c->run_dir && agents_new(&ac, &l->agents, err) < 0) {
                 loop_free(l);
                 return -EIO;
         }
@@ -646,6 +663,7 @@ void loop_free(struct loop *l)
         for (int i = 0; i < l->n_threads; i++)
                 pthread_join(l->threads[i], NULL);
         free(l->threads);
+        agents_free(l->agents);
         while (l->fifo_len)
                 free(fifo_pop(l));
         free(l->fifo);
@@ -653,6 +671,7 @@ void loop_free(struct loop *l)
                 free(l->delayed[i].name);
         free(l->delayed);
         strmap_free(l->qstate);
+        strmap_free(l->start_requests);
         strmap_free(l->driver_by_id);
         index_free(l->ix);
         if (l->inotify_fd >= 0)
@@ -707,6 +726,29 @@ static const char *hypervisor_of(struct loop *l, const struct desired *d, const 
         return drv ? drv->ops->hypervisor(drv) : "";
 }
 
+/* The Ready condition: the guest agent said hello on its current
+ * connection.  Only running sandboxes with an agent channel have one
+ * tracked; the others are not ready, with the phase as the reason. */
+static void add_ready(struct loop *l, json_t *obj, const char *name, const struct store_record *r)
+{
+        json_t *status = json_object_get(obj, "status");
+        bool ready = false;
+        char *why = NULL;
+        json_t *info = NULL;
+        if (agents_ready(l->agents, name, &ready, &why, &info) < 0) {
+                free(why);
+                why = r && r->phase == PHASE_RUNNING ? xstrdup("this sandbox has no guest agent channel")
+                                                     : xasprintf("sandbox is %s", phase_name(r ? r->phase
+                                                                                              : PHASE_PENDING));
+        }
+        json_t *conds = json_object_get(status, "conditions");
+        json_array_append_new(conds, json_pack("{s:s, s:s, s:s}", "type", "Ready", "status", ready ? "True" : "False",
+                                               "message", why));
+        if (info)
+                json_object_set_new(status, "agent", info);
+        free(why);
+}
+
 json_t *loop_get_sandbox(void *arg, const char *name)
 {
         struct loop *l = arg;
@@ -718,6 +760,8 @@ json_t *loop_get_sandbox(void *arg, const char *name)
         loop_read_record(l, name, &r, &found);
         json_t *obj = (d || found) ? view_sandbox(name, d, found ? &r : NULL, hypervisor_of(l, d, found ? &r : NULL))
                                    : NULL;
+        if (obj)
+                add_ready(l, obj, name, found ? &r : NULL);
         if (found)
                 store_record_release(&r);
         desired_free(d);
@@ -795,6 +839,64 @@ int loop_kill(void *arg, const char *name, struct bg_err **err)
         enqueue_locked(l, name);
         pthread_mutex_unlock(&l->mu);
         return rc;
+}
+
+int loop_start_sandbox(void *arg, const char *name, struct bg_err **err)
+{
+        (void)err;
+        struct loop *l = arg;
+        struct store_record r;
+        bool found = false;
+        loop_read_record(l, name, &r, &found);
+        if (!found)
+                return -ENOENT;
+        store_record_release(&r);
+        pthread_mutex_lock(&l->mu);
+        strmap_put(l->start_requests, name, (void *)1);
+        enqueue_locked(l, name);
+        pthread_mutex_unlock(&l->mu);
+        return 0;
+}
+
+bool loop_take_start_request(struct loop *l, const char *name)
+{
+        pthread_mutex_lock(&l->mu);
+        bool asked = strmap_get(l->start_requests, name) != NULL;
+        if (asked)
+                strmap_del(l->start_requests, name);
+        pthread_mutex_unlock(&l->mu);
+        return asked;
+}
+
+int loop_agent_ready(void *arg, const char *name, char **why)
+{
+        struct loop *l = arg;
+        bool ready = false;
+        *why = NULL;
+        if (agents_ready(l->agents, name, &ready, why, NULL) < 0) {
+                struct store_record r;
+                bool found = false;
+                loop_read_record(l, name, &r, &found);
+                if (!found)
+                        return -ENOENT;
+                *why = xasprintf("sandbox %s is %s", name, phase_name(r.phase));
+                store_record_release(&r);
+                return -ENOTCONN;
+        }
+        return ready ? 0 : -ENOTCONN;
+}
+
+int loop_agent_stats(void *arg, const char *name, json_t **out, struct bg_err **err)
+{
+        struct loop *l = arg;
+        return agents_stats(l->agents, name, 5000, out, err);
+}
+
+void loop_agent_exec(void *arg, const char *name, int fd, const char *extra, size_t extra_len,
+                     const _Atomic bool *stopping)
+{
+        struct loop *l = arg;
+        agents_exec_relay(l->agents, name, fd, extra, extra_len, stopping);
 }
 
 static json_t *doctor_network(struct loop *l);

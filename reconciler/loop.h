@@ -37,6 +37,7 @@ struct loop_config {
         int resync_ms;        /* full re-check and GC period */
         const char *state_dir;     /* guest host keys live in state_dir/vms/<id>/; NULL: none */
         const char *ssh_dir;       /* banger's known_hosts is ssh_dir/known_hosts; NULL: none */
+        const char *run_dir;       /* guest agent channels live under run_dir/vms/; NULL: no agents */
 };
 
 int loop_new(const struct loop_config *c, struct loop **out, struct bg_err **err);
@@ -59,8 +60,18 @@ bool loop_wait_idle(struct loop *l, int timeout_ms);
 char **loop_list_names(void *loop, size_t *n);
 char *loop_console_path(void *loop, const char *name);
 int loop_kill(void *loop, const char *name, struct bg_err **err);
+/* api_source.start: ask converge to start name again although its guest
+ * stopped itself (the request is taken by the next converge of name). */
+int loop_start_sandbox(void *loop, const char *name, struct bg_err **err);
 json_t *loop_doctor(void *loop);
 json_t *loop_get_sandbox(void *loop, const char *name);
+/* The guest agent (agents.h): stats, and exec sessions on an upgraded
+ * API connection.  ready: 0, or -ENOENT (no such sandbox) / -ENOTCONN
+ * (its agent is not ready; *why says why, heap). */
+int loop_agent_ready(void *loop, const char *name, char **why);
+int loop_agent_stats(void *loop, const char *name, json_t **out, struct bg_err **err);
+void loop_agent_exec(void *loop, const char *name, int fd, const char *extra, size_t extra_len,
+                     const _Atomic bool *stopping);
 
 /* For dns.c (struct dns_config callbacks, arg = the loop): the address in
  * NAME's handles, and the name holding an address; read from the store. */

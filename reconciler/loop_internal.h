@@ -28,6 +28,7 @@ struct loop {
         pthread_cond_t idle_cv;    /* loop_wait_idle: queue drained */
         struct index *ix;          /* guarded by mu */
         struct strmap *qstate;     /* name -> (void *)flags; guarded by mu */
+        struct strmap *start_requests;   /* names POST .../start asked for; guarded by mu */
         char **fifo;               /* ring of queued names (owned); guarded by mu */
         size_t fifo_head, fifo_len, fifo_cap;
         struct delayed *delayed;   /* guarded by mu */
@@ -35,6 +36,7 @@ struct loop {
         unsigned running;          /* names being reconciled; guarded by mu */
         struct strmap *driver_by_id;   /* record id -> its driver, as converge last saw; guarded by mu */
         struct dns_server *dns;    /* set once before loop_start; for doctor */
+        struct agents *agents;     /* guest agent connections; NULL without run_dir */
         bool stopping;
         pthread_t *threads;
         int n_threads;
@@ -51,6 +53,8 @@ void loop_emit(struct loop *l, const char *name, const char *id, const char *typ
 
 /* converge.c: read one record; *found false when absent.  -EIO on store errors (logged). */
 int loop_read_record(struct loop *l, const char *name, struct store_record *r, bool *found);
+/* True (once) when POST .../start asked to start name again. */
+bool loop_take_start_request(struct loop *l, const char *name);
 
 /* loop.c: remember (drv != NULL) or forget which driver a record id uses,
  * so resync can probe without parsing every record's handles. */

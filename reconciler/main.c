@@ -339,6 +339,7 @@ int main(int argc, char **argv)
                 .list_names = loop_list_names,
                 .console_path = loop_console_path,
                 .kill = loop_kill,
+                .start = loop_start_sandbox,
                 .doctor = loop_doctor,
                 .get_sandbox = loop_get_sandbox,
                 .agent_ready = loop_agent_ready,

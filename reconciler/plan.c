@@ -82,7 +82,7 @@ struct plan_step plan_next(const struct plan_input *in)
                 return step(PLAN_NONE, PHASE_RUNNING, "running as wanted");
         }
         if (in->flags & REC_GUEST_EXITED)
-                return step(PLAN_NONE, in->phase, "vm ended by itself; change the spec to start it again");
+                return step(PLAN_NONE, in->phase, "vm ended by itself; `banger vm start` or a spec change starts it again");
         if (in->phase == PHASE_RUNNING || in->vm == VM_EXITED_OK || in->vm == VM_EXITED_FAIL)
                 return plan_vm_gone(in);
         if (backing_off)

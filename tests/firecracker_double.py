@@ -29,12 +29,19 @@ Environment:
   FC_DOUBLE_FAULT           the fault_message of those failures (default: "injected failure")
   FC_DOUBLE_EXIT_AFTER_START=1   exit 1 right after acknowledging InstanceStart
   FC_DOUBLE_IGNORE_CTRLALTDEL=1  a guest without i8042: SendCtrlAltDel is acknowledged, nothing happens
+  FC_DOUBLE_AGENT           a banger-agent binary: once booted with `banger.agent=vsock:PORT` on the
+                            kernel line, the vsock UDS answers Firecracker's host-initiated handshake
+                            (`CONNECT PORT\n` -> `OK <host port>\n`; any other port is closed, as by a
+                            guest with no listener) and hands the connection to that agent (`--fd`);
+                            the agent's "power off" (exit 64) halts the VM
 """
 
+import ctypes
 import json
 import os
 import re
 import socket
+import subprocess
 import socketserver
 import sys
 import threading
@@ -308,6 +315,46 @@ def boot(vm):
     for i, d in enumerate(sorted(vm.drives.values(), key=lambda d: not d.get("is_root_device"))):
         console(f"[    0.020000] virtio_blk virtio{i}: [vd{chr(97 + i)}] {d['drive_id']}")
     console("[    0.030000] Run /init as init process")
+    m = re.search(r"banger\.agent=vsock:(\d+)", args)
+    if m and vm.vsock_listener and os.environ.get("FC_DOUBLE_AGENT"):
+        serve_vsock(vm, int(m.group(1)), os.environ["FC_DOUBLE_AGENT"])
+
+
+def serve_vsock(vm, port, agent):
+    """The guest side of Firecracker's vsock UDS for the agent's port."""
+    def pdeathsig():
+        ctypes.CDLL(None).prctl(1, 9)   # PR_SET_PDEATHSIG, SIGKILL: the guest dies with its VMM
+
+    def one(conn):
+        conn.settimeout(2)
+        line = b""
+        try:
+            while not line.endswith(b"\n") and len(line) < 64:
+                chunk = conn.recv(1)
+                if not chunk:
+                    return conn.close()
+                line += chunk
+        except OSError:
+            return conn.close()
+        m = re.fullmatch(rb"CONNECT (\d+)\n", line)
+        if not m or int(m.group(1)) != port:
+            return conn.close()   # nothing listens there: Firecracker closes
+        conn.settimeout(None)
+        conn.sendall(b"OK 1073741824\n")
+        p = subprocess.Popen([agent, "--fd", str(conn.fileno())], pass_fds=[conn.fileno()], preexec_fn=pdeathsig)
+        conn.close()
+        if p.wait() == 64:
+            console("[    2.000000] reboot: Power down")
+            halt_soon(0, 0.02)
+
+    def run():
+        while True:
+            try:
+                conn, _ = vm.vsock_listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=one, args=(conn,), daemon=True).start()
+    threading.Thread(target=run, daemon=True).start()
 
 
 def halt_soon(status, delay):

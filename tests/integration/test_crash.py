@@ -13,7 +13,7 @@ CREATE_POINTS = [
     "start.before", "start.mid", "start.after",
 ]
 DELETE_POINTS = [
-    "stop.before", "stop.after",
+    "kill.before", "kill.after",   # deleting kills the VM: its disks go next
     "cleanup.before", "cleanup.mid", "cleanup.after",
     "forget.before",
 ]

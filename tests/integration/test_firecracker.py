@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from bangertest import BUILD, REPO, Daemon, UnixHTTPConnection, banger, spec, wait_for
+from bangertest import BANGER, BUILD, REPO, Daemon, UnixHTTPConnection, banger, spec, wait_for
 
 DOUBLE = REPO / "tests" / "firecracker_double.py"
 FCDRIVE = BUILD / "tests" / "tools" / "fcdrive"
@@ -277,7 +277,7 @@ def test_start_sends_exactly_the_expected_requests(catalog):
         ("PUT", "/boot-source", {"kernel_image_path": f"{kernel}/vmlinux", "initrd_path": f"{kernel}/initrd.img",
                                  "boot_args": "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux "
                                               "i8042.dumbkbd root=/dev/vda rw banger.work=/dev/vdb "
-                                              "banger.hostname=web"}),
+                                              "banger.hostname=web banger.agent=vsock:1024"}),
         ("PUT", "/drives/root", {"drive_id": "root", "path_on_host": f"{state}/root.ext4",
                                  "is_root_device": True, "is_read_only": False}),
         ("PUT", "/drives/work", {"drive_id": "work", "path_on_host": f"{state}/work.ext4",
@@ -467,10 +467,11 @@ def test_bangerd_runs_a_sandbox_on_firecracker_and_adopts_it_after_a_restart(fc_
     time.sleep(1.5)   # a few resync passes
     assert d.sandbox("web")["status"]["phase"] == "Running"
     assert vmm_pids(root) == pids and len(requests(root)) == n, "adopted, not restarted"
-    # Deleting the spec stops (SendCtrlAltDel) and removes everything.
+    # Deleting the spec kills the VMM (its disks go next: no graceful
+    # SendCtrlAltDel to wait for) and removes everything.
     (d.sandboxes / "web.yaml").unlink()
     d.wait_gone("web")
-    assert requests(root)[-1]["body"] == {"action_type": "SendCtrlAltDel"}
+    assert all(r["body"] != {"action_type": "SendCtrlAltDel"} for r in requests(root)[n:])
     assert vmm_pids(root) == []
     assert list((root / "state" / "vms").iterdir()) == [] and list((root / "run" / "vms").iterdir()) == []
 
@@ -498,3 +499,31 @@ def test_bangerd_restarts_a_vmm_that_died(fc_daemon, catalog):
     wait_for(lambda: d.sandbox("web")["status"]["restarts"] == 1 and d.phase("web") == "Running",
              timeout=20, what="restart after the VMM died")
     assert len(vmm_pids(catalog)) == 1 and vmm_pids(catalog) != [pid]
+
+
+def test_bangerd_reaches_the_guest_agent_through_firecrackers_vsock_handshake(fc_daemon, catalog, monkeypatch):
+    """The double answers `CONNECT 1024` on the vsock UDS and runs the real
+    banger-agent on that connection: Ready, exec, stats and a graceful stop
+    all travel the Firecracker path."""
+    monkeypatch.setenv("FC_DOUBLE_AGENT", str(BUILD / "bin" / "banger-agent"))
+    d = fc_daemon()
+    d.write_spec("web.yaml", spec("web", **FC_SPEC))
+    d.wait_converged("web")
+
+    def ready():
+        conds = {c["type"]: c for c in d.sandbox("web")["status"]["conditions"]}
+        return conds["Ready"]["status"] == "True"
+    wait_for(ready, timeout=20, what="Ready over vsock")
+    boot = [r for r in requests(catalog) if r["path"] == "/boot-source"][-1]["body"]["boot_args"]
+    assert "banger.agent=vsock:1024" in boot
+    r = subprocess.run([str(BANGER), "--root", str(catalog), "vm", "exec", "web", "--", "sh", "-c",
+                        "head -c 300000 /dev/zero; exit 3"], capture_output=True, timeout=60)
+    assert r.returncode == 3 and r.stdout == b"\0" * 300000
+    r = banger(catalog, "vm", "stats", "web", "-o", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["kind"] == "SandboxStats"
+    n = len(requests(catalog))
+    d.write_spec("web.yaml", spec("web", state="stopped", **FC_SPEC))
+    d.wait_phase("web", "Stopped", timeout=30)
+    assert "guest powered off through its agent" in d.log.read_text()
+    assert all(q["body"] != {"action_type": "SendCtrlAltDel"} for q in requests(catalog)[n:])
+    assert vmm_pids(catalog) == []

@@ -48,6 +48,27 @@ def test_vm_kill_stops_now_and_stays_down(daemon):
     assert "state: stopped" in (daemon.sandboxes / "web.yaml").read_text()
 
 
+def test_vm_start_brings_back_a_guest_that_powered_itself_off(daemon):
+    text = spec("web")   # restart: on-failure, so a clean poweroff stays down
+    daemon.write_spec("web.yaml", text)
+    sid = daemon.wait_converged("web")["metadata"]["id"]
+    daemon.fake_vm_exit(sid, 0)
+    sb = daemon.wait_phase("web", "Stopped")
+    assert "restart policy keeps it down" in sb["status"]["message"]
+    # The file already says running: only the start request lifts the stay-down.
+    r = banger(daemon.root, "vm", "start", "web")
+    assert r.returncode == 0, r.stderr
+    assert "sandbox/web starting" in r.stdout
+    assert daemon.sandbox("web")["status"]["phase"] == "Running"
+    assert (daemon.sandboxes / "web.yaml").read_text() == text
+    assert any(e["type"] == "StartRequested" and e["name"] == "web" for e in daemon.events())
+    # On a running sandbox it changes nothing.
+    r = banger(daemon.root, "vm", "start", "web")
+    assert r.returncode == 0 and "sandbox/web unchanged" in r.stdout
+    status, body = daemon.get("/v1/sandboxes/ghost/start")
+    assert status == 405   # POST only
+
+
 def test_vm_logs_prints_the_console(daemon):
     daemon.write_spec("web.yaml", spec("web"))
     daemon.wait_converged("web")

@@ -280,7 +280,9 @@ static void test_start_persists_before_exec_and_builds_the_command_line(void **s
                 if (!cmd[i])
                         cmd[i] = ' ';
         const char *want[] = { "-M microvm,pit=on,pic=on,rtc=on ", "-m 256 ", "-smp 1 ", "-nodefaults ",
-                               "-no-reboot ", "root=/dev/vda rw banger.work=/dev/vdb banger.hostname=web panic=-1",
+                               "-no-reboot ", "root=/dev/vda rw banger.work=/dev/vdb banger.hostname=web banger.agent=serial panic=-1",
+                               "-chardev socket,id=agent,path=agent.sock,server=on,wait=off ",
+                               "virtserialport,chardev=agent,name=org.banger.agent",
                                "-serial chardev:con ", "-qmp unix:qmp.sock,server=on,wait=off", ",append=on ",
                                "virtio-blk-device,drive=root", "virtio-blk-device,drive=work" };
         for (size_t i = 0; i < ARRAY_SIZE(want); i++)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -675,6 +676,30 @@ static void test_random_and_mutated_input_never_crashes(void **state)
         }
 }
 
+static void test_idle_timeout_durations_parse_and_normalise(void **state)
+{
+        (void)state;
+        static const struct { const char *in; uint64_t ms; const char *canon; } good[] = {
+                { "10s", 10000, "10s" }, { "30m", 1800000, "30m" }, { "90m", 5400000, "1h30m" },
+                { "1h30m", 5400000, "1h30m" }, { "2h", 7200000, "2h" }, { "1d2h3m4s", 93784000, "1d2h3m4s" },
+                { "30d", 30ull * 86400000, "30d" },
+        };
+        for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+                uint64_t ms = 0;
+                char buf[48];
+                assert_int_equal(spec_duration_parse(good[i].in, &ms), 0);
+                assert_int_equal(ms, good[i].ms);
+                spec_duration_format(ms, buf, sizeof buf);
+                assert_string_equal(buf, good[i].canon);
+        }
+        static const char *const bad[] = { "", "30", "m", "9s", "31d", "1m1h", "1h1h", "1.5h", "-1m", "30 m",
+                                           "30M", "99999999999999999999s", "1h 30m" };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                uint64_t ms = 0;
+                assert_int_equal(spec_duration_parse(bad[i], &ms), -EINVAL);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -695,6 +720,7 @@ int main(void)
                 cmocka_unit_test(test_node_cap_truncates_a_huge_document),
                 cmocka_unit_test(test_control_bytes_and_bad_utf8_are_stream_errors),
                 cmocka_unit_test(test_random_and_mutated_input_never_crashes),
+                cmocka_unit_test(test_idle_timeout_durations_parse_and_normalise),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

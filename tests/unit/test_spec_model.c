@@ -214,6 +214,7 @@ static const struct diff_case diff_cases[] = {
           "  workspace: {path: ~/w}\n  file_sync: [{host: a, guest: ~/a}]\n  ports: [{host: 1, guest: 2}]\n",
           "metadata.labels.team", "infra", NULL, SPEC_IMPACT_NONE },
         { BASE "  restart: always\n", "spec.restart", "on-failure", "always", SPEC_IMPACT_NONE },
+        { BASE "  idle_timeout: 30m\n", "spec.idle_timeout", NULL, "30m", SPEC_IMPACT_NONE },
         { BASE "  state: stopped\n", "spec.state", "running", "stopped", SPEC_IMPACT_STATE },
         { BASE "  nat: true\n", "spec.nat", "false", "true", SPEC_IMPACT_RESTART },
         { BASE "  memory_mib: 512\n", "spec.memory_mib", NULL, "512", SPEC_IMPACT_RESTART },

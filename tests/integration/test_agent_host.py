@@ -1,0 +1,356 @@
+"""bangerd's side of the guest agent, without guests: the fake driver gives
+each sandbox an agent channel (BANGER_FAKE_AGENT=1) where these tests
+listen, either serving the real banger-agent binary on the host (`--fd`)
+or playing a hostile agent: one that never answers, sends oversized or
+malformed frames, floods output, or hangs up in the middle of an exec.
+bangerd must report each case clearly and stay unaffected."""
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bangertest import BANGER, BUILD, Daemon, banger, spec, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import agentwire as aw  # noqa: E402
+
+AGENT = BUILD / "bin" / "banger-agent"
+
+
+class FakeChannel:
+    """A listening socket at a sandbox's agent.sock; each connection bangerd
+    makes is handed to behaviour(conn) in a thread."""
+
+    def __init__(self, path, behaviour):
+        self.path = Path(path)
+        self.behaviour = behaviour
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(self.path))
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        self.stop = False
+        self.connections = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.connections += 1
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        try:
+            self.behaviour(c)
+        except (OSError, EOFError):
+            pass   # bangerd closed this connection: what several tests want
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+def real_agent(c):
+    """The real banger-agent on the host, speaking over this connection."""
+    p = subprocess.Popen([str(AGENT), "--fd", str(c.fileno())], pass_fds=[c.fileno()])
+    p.wait(120)
+
+
+@pytest.fixture
+def fake_daemon(tmp_path, monkeypatch):
+    monkeypatch.setenv("BANGER_FAKE_AGENT", "1")
+    monkeypatch.setenv("BANGER_AGENT_HELLO_MS", "1500")
+    d = Daemon(tmp_path / "root", resync=0.3)
+    d.start()
+    channels = []
+
+    def channel(name, behaviour):
+        d.write_spec(f"{name}.yaml", spec(name))
+        sb = d.wait_converged(name)
+        path = d.root / "run" / "vms" / sb["metadata"]["id"] / "agent.sock"
+        wait_for(path.parent.exists, what="agent dir")
+        ch = FakeChannel(path, behaviour)
+        channels.append(ch)
+        return ch
+
+    d.channel = channel
+    yield d
+    for ch in channels:
+        ch.close()
+    d.stop()
+    d.check_log()
+
+
+def ready(d, name):
+    conds = {c["type"]: c for c in d.sandbox(name)["status"]["conditions"]}
+    return conds["Ready"]
+
+
+def wait_ready(d, name, status="True", contains="", timeout=15):
+    return wait_for(lambda: ready(d, name)["status"] == status and contains in ready(d, name)["message"]
+                    and ready(d, name), timeout=timeout, what=f"Ready {status} {contains!r}")
+
+
+def run_exec(d, name, *cmd, stdin=b""):
+    env = dict(os.environ)
+    env.pop("BANGER_ROOT", None)
+    return subprocess.run([str(BANGER), "--root", str(d.root), "vm", "exec", name, "--", *cmd], input=stdin,
+                          capture_output=True, timeout=60, env=env)
+
+
+def hello_then(after):
+    """Answer the hello request properly, then run after(conn)."""
+    def behaviour(c):
+        conn = aw.Conn(c)
+        typ, _ = conn.recv()
+        assert typ == "HELLO_REQ"
+        conn.send("HELLO", ("VERSION", 1), ("AGENT", "fake"), ("KERNEL", "6.1-fake"), ("NOW_US", 1))
+        after(conn)
+    return behaviour
+
+
+def test_real_agent_on_the_host_serves_exec_and_stats_through_the_api(fake_daemon):
+    d = fake_daemon
+    d.channel("web", real_agent)
+    sb = wait_ready(d, "web")
+    assert sb["message"] == ""
+    assert d.sandbox("web")["status"]["agent"]["protocol"] == 1
+    r = run_exec(d, "web", "sh", "-c", "cat; echo done >&2; exit 5", stdin=b"\0\1binary\xff" * 50000)
+    assert r.returncode == 5
+    assert r.stdout == b"\0\1binary\xff" * 50000 and r.stderr == b"done\n"
+    r = banger(d.root, "vm", "stats", "web", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["memory"]["totalBytes"] > 0
+
+
+def test_exec_with_a_tty_runs_on_a_pseudo_terminal(fake_daemon):
+    d = fake_daemon
+    d.channel("web", real_agent)
+    wait_ready(d, "web")
+    env = dict(os.environ, TERM="vt100")
+    env.pop("BANGER_ROOT", None)
+    r = subprocess.run([str(BANGER), "--root", str(d.root), "vm", "exec", "-t", "-e", "FOO=bar", "-w", "/tmp", "web",
+                        "--", "sh", "-c", "tty; echo $TERM $FOO; pwd; echo err >&2; exit 3"],
+                       capture_output=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert r.returncode == 3
+    lines = r.stdout.decode().replace("\r", "").splitlines()
+    assert lines[0].startswith("/dev/pts/")
+    assert lines[1:] == ["vt100 bar", "/tmp", "err"]   # stderr shares the terminal
+    r = run_exec(d, "web", "tty")
+    assert r.returncode == 1 and r.stdout == b"not a tty\n"
+
+
+def test_agent_that_never_answers_is_not_ready_with_a_reason_and_stays_running(fake_daemon):
+    d = fake_daemon
+    silent = threading.Event()
+    d.channel("web", lambda c: silent.wait(30))
+    wait_ready(d, "web", "False", "waiting for the guest agent's hello")
+    wait_ready(d, "web", "False", "no hello from the guest agent within 1 s")
+    assert d.phase("web") == "Running"
+    r = banger(d.root, "vm", "exec", "web", "--", "true")
+    assert r.returncode == 1 and "not ready" in r.stderr
+    r = banger(d.root, "vm", "stats", "web")
+    assert r.returncode == 1 and "not ready" in r.stderr
+    silent.set()
+
+
+def test_oversized_frame_from_the_guest_closes_its_connection(fake_daemon):
+    d = fake_daemon
+
+    def oversized(conn):
+        conn.sock.sendall(struct.pack(">I", 70000) + b"\x02" + b"x" * 1000)
+        time.sleep(5)
+
+    ch = d.channel("web", hello_then(oversized))
+    wait_ready(d, "web", "False", "oversized frame (70000 bytes, at most 65536)")
+    assert d.phase("web") == "Running"
+    wait_for(lambda: ch.connections >= 2, what="a reconnect")   # and bangerd tries again
+    assert d.get("/v1/version")[0] == 200
+
+
+def test_malformed_frames_from_the_guest_are_refused(fake_daemon):
+    d = fake_daemon
+
+    def malformed(conn):
+        # a field whose length runs past the end of its frame
+        conn.sock.sendall(struct.pack(">I", 5) + bytes([2, 4, 0, 200, ord("x")]))
+        time.sleep(5)
+
+    d.channel("web", hello_then(malformed))
+    wait_ready(d, "web", "False", "malformed frame")
+    assert d.phase("web") == "Running"
+
+
+def test_output_past_the_granted_window_is_refused(fake_daemon):
+    d = fake_daemon
+
+    def flood(conn):
+        typ, fields = conn.recv()
+        assert typ == "EXEC"
+        sid = dict(fields)["ID"]
+        conn.send("STARTED", ("ID", sid), ("PID", 42))
+        chunk = b"y" * aw.MAX_DATA
+        for _ in range(80):   # 2.5 MiB, far past the 1 MiB window
+            conn.send("STDOUT", ("ID", sid), ("DATA", chunk))
+        time.sleep(5)
+
+    d.channel("web", hello_then(flood))
+    wait_ready(d, "web")
+    r = run_exec(d, "web", "yes")
+    assert r.returncode == 1
+    assert b"more output than it was granted" in r.stderr
+    assert len(r.stdout) < 80 * aw.MAX_DATA
+    wait_ready(d, "web", "False", "more output than it was granted")
+
+
+def test_connection_closed_mid_stream_ends_exec_with_an_error(fake_daemon):
+    d = fake_daemon
+
+    def hangup(conn):
+        typ, fields = conn.recv()
+        assert typ == "EXEC"
+        sid = dict(fields)["ID"]
+        conn.send("STARTED", ("ID", sid), ("PID", 42))
+        conn.send("STDOUT", ("ID", sid), ("DATA", b"partial output\n"))
+        time.sleep(0.3)
+        conn.sock.shutdown(socket.SHUT_RDWR)
+
+    d.channel("web", hello_then(hangup))
+    wait_ready(d, "web")
+    r = run_exec(d, "web", "sleep", "100")
+    assert r.returncode == 1
+    assert r.stdout == b"partial output\n"
+    assert b"agent connection closed" in r.stderr
+    # bangerd is fine and reconnects
+    assert d.get("/v1/version")[0] == 200
+
+
+def test_client_going_away_kills_the_process_in_the_guest(fake_daemon):
+    d = fake_daemon
+    d.channel("web", real_agent)
+    wait_ready(d, "web")
+    env = dict(os.environ)
+    env.pop("BANGER_ROOT", None)
+    marker = d.root / "marker"
+    p = subprocess.Popen([str(BANGER), "--root", str(d.root), "vm", "exec", "web", "--", "sh", "-c",
+                          f"echo $$ > {marker}; exec sleep 100"], env=env)
+    wait_for(lambda: marker.exists() and marker.read_text().strip(), what="process started")
+    pid = int(marker.read_text())
+    p.kill()
+    p.wait()
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes().split()[2:3],
+             what="the process to be killed")
+
+
+# ---- the agent's own checks (banger-agent --fd on a socketpair, no bangerd) ----
+
+def agent_pair():
+    a, b = aw.socketpair()
+    p = subprocess.Popen([str(AGENT), "--fd", str(b.fileno())], pass_fds=[b.fileno()])
+    b.close()
+    a.settimeout(10)
+    c = aw.Conn(a)
+    typ, fields = c.recv()
+    assert typ == "HELLO" and dict(fields)["VERSION"] == 1
+    return p, c
+
+
+def test_agent_writes_files_atomically_with_mode_and_owner(tmp_path):
+    p, c = agent_pair()
+    target = tmp_path / "out.bin"
+    data = os.urandom(100000)
+    chunks = [data[i:i + aw.MAX_DATA] for i in range(0, len(data), aw.MAX_DATA)]
+    for i, chunk in enumerate(chunks):
+        fields = [("ID", 7), ("DATA", chunk), ("LAST", int(i == len(chunks) - 1))]
+        if i == 0:
+            fields += [("PATH", str(target)), ("MODE", 0o640), ("UID", 1234), ("GID", 5678)]
+        assert not target.exists()
+        c.send("WRITE", *fields)
+    assert c.recv_type("DONE")["ID"] == 7
+    st = target.stat()
+    assert target.read_bytes() == data
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 1234, 5678)
+    assert [x.name for x in tmp_path.iterdir()] == ["out.bin"]   # no temporary file left
+    c.send("WRITE", ("ID", 8), ("PATH", "relative/path"), ("DATA", b"x"), ("LAST", 1))
+    err = c.recv_type("ERROR")
+    assert err["ID"] == 8 and b"absolute" in err["MSG"]
+    c.send("WRITE", ("ID", 9), ("PATH", str(tmp_path / "no" / "dir")), ("DATA", b"x"), ("LAST", 1))
+    assert b"No such file" in c.recv_type("ERROR")["MSG"]
+    c.sock.close()
+    assert p.wait(10) == 0
+
+
+def test_agent_refuses_an_oversized_frame_by_closing_the_connection():
+    p, c = agent_pair()
+    c.sock.sendall(struct.pack(">I", 70000) + b"\x03")
+    assert p.wait(10) == 0   # --fd mode: the connection is its life
+    with pytest.raises((EOFError, ConnectionResetError)):
+        c.recv()
+
+
+def test_agent_refuses_a_malformed_frame_and_bad_requests():
+    p, c = agent_pair()
+    c.send("EXEC", ("ID", 3))   # no argv
+    assert b"no command" in c.recv_type("ERROR")["MSG"]
+    c.send("EXEC", ("ID", 4), ("ARG", "true"), ("ENV", "NOEQUALS"))
+    assert b"NAME=VALUE" in c.recv_type("ERROR")["MSG"]
+    c.send("EXEC", ("ID", 5), ("ARG", "true"), ("CWD", "relative"))
+    assert b"absolute" in c.recv_type("ERROR")["MSG"]
+    assert c.exec(["sh", "-c", "exit 4"], id=6)[0] == 4   # still serving
+    c.sock.sendall(struct.pack(">I", 5) + bytes([3, 9, 0, 200, ord("x")]))   # field past its body
+    assert p.wait(10) == 0
+
+
+def test_sigint_to_banger_reaches_the_command_and_resize_reaches_its_terminal(fake_daemon):
+    d = fake_daemon
+    d.channel("web", real_agent)
+    wait_ready(d, "web")
+    env = dict(os.environ)
+    env.pop("BANGER_ROOT", None)
+    marker = d.root / "trapped"
+    p = subprocess.Popen([str(BANGER), "--root", str(d.root), "vm", "exec", "web", "--", "sh", "-c",
+                          f"trap 'echo got INT > {marker}; exit 9' INT; echo ready; while :; do sleep 0.05; done"],
+                         env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert p.stdout.readline() == b"ready\n"
+    p.send_signal(2)
+    assert p.wait(20) == 9
+    assert marker.read_text() == "got INT\n"
+    # RESIZE through the relay to the agent's pty (a raw client: our stdout is no terminal)
+    import socket as so
+    s = so.socket(so.AF_UNIX)
+    s.connect(str(d.socket))
+    s.sendall(b"POST /v1/sandboxes/web/exec HTTP/1.1\r\nHost: b\r\nConnection: Upgrade\r\n"
+              b"Upgrade: banger-exec/1\r\nContent-Length: 0\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    c = aw.Conn(s)
+    c.buf = buf.split(b"\r\n\r\n", 1)[1]
+    c.send("EXEC", ("ID", 1), ("ARG", "sh"), ("ARG", "-c"), ("ARG", "read x; stty size"), ("TTY", 1),
+           ("ROWS", 10), ("COLS", 20), ("WINDOW", 65536))
+    c.recv_type("STARTED")
+    c.send("RESIZE", ("ID", 1), ("ROWS", 33), ("COLS", 77))
+    c.send("STDIN", ("ID", 1), ("DATA", b"go\n"))
+    out = b""
+    while True:
+        typ, fields = c.recv()
+        f = dict(fields)
+        if typ == "STDOUT":
+            out += f["DATA"]
+        if typ == "EXIT":
+            break
+    assert b"33 77" in out
+    s.close()
