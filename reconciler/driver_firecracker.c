@@ -64,7 +64,6 @@ struct fc {
         const struct workdisk_owner *owner;   /* whose files workspace/file_sync read */
         struct vmm *vmm;
         pthread_mutex_t mu;
-        struct strmap *names;  /* id -> heap name, for drain_events; guarded by mu */
 };
 
 static struct fc *F(struct driver *d) { return (struct fc *)d; }
@@ -85,17 +84,6 @@ static char *run_file(struct fc *f, const char *id, const char *name)
 static char *vmm_needle(struct fc *f, const char *id)
 {
         return xasprintf("--api-sock %s/%s/fc.sock", f->run_root, id);
-}
-
-static void remember_name(struct fc *f, const char *id, const char *name)
-{
-        if (!name || !*name)
-                return;
-        pthread_mutex_lock(&f->mu);
-        char *old = strmap_get(f->names, id);
-        if (!old || strcmp(old, name) != 0)
-                free(strmap_put(f->names, id, xstrdup(name)));
-        pthread_mutex_unlock(&f->mu);
 }
 
 /* The guest's vsock CID, fixed by the id: 3..0xfffffffe (0-2 are reserved,
@@ -358,7 +346,7 @@ static int fc_start(struct driver *d, struct driver_vm *vm, struct bg_err **err)
                 return bg_error(err, EINVAL, "firecracker: bad id '%s'", vm->id ? vm->id : "");
         if (!vm->spec || !spec_name_valid(vm->name))
                 return bg_error(err, EINVAL, "firecracker: bad name or no spec");
-        remember_name(f, vm->id, vm->name);
+        vmm_label(f->vmm, vm->id, vm->name);
         enum vmm_state st = track(f, vm, NULL);
         if (st == VMM_RUNNING || st == VMM_HELD)
                 return 0;   /* already running: idempotent */
@@ -466,7 +454,7 @@ static int fc_probe(struct driver *d, struct driver_vm *vm, struct driver_probe 
         out->exit_status = -1;
         if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "firecracker: bad id '%s'", vm->id ? vm->id : "");
-        remember_name(f, vm->id, vm->name);
+        vmm_label(f->vmm, vm->id, vm->name);
         int status = -1;
         switch (track(f, vm, &status)) {
         case VMM_NONE:
@@ -494,13 +482,9 @@ struct drain_arg {
         void *arg;
 };
 
-static void on_exit_cb(const char *id, void *arg)
+static void on_exit_cb(const char *id, const char *name, void *arg)
 {
         struct drain_arg *a = arg;
-        pthread_mutex_lock(&a->f->mu);
-        const char *n = strmap_get(a->f->names, id);
-        _cleanup_free_ char *name = n ? xstrdup(n) : NULL;
-        pthread_mutex_unlock(&a->f->mu);
         log_info("firecracker: vmm exited id=%s name=%s", id, name ? name : "?");
         if (name)
                 a->changed(name, a->arg);
@@ -535,9 +519,7 @@ static int remove_all(struct fc *f, struct driver_vm *vm, struct bg_err **err)
         _cleanup_free_ char *disk = vm_disk_dir(f, vm->id);
         if (rm_rf(run, err) < 0 || rm_rf(disk, err) < 0)
                 return -EIO;
-        pthread_mutex_lock(&f->mu);
-        free(strmap_del(f->names, vm->id));
-        pthread_mutex_unlock(&f->mu);
+        vmm_label(f->vmm, vm->id, NULL);
         return 0;
 }
 
@@ -609,23 +591,12 @@ static const char *fc_hypervisor(struct driver *d)
         return "firecracker";
 }
 
-static void free_name(const char *k, void *v, void *arg)
-{
-        (void)k;
-        (void)arg;
-        free(v);
-}
-
 static void fc_free(struct driver *d)
 {
         struct fc *f = F(d);
         if (!f)
                 return;
         vmm_free(f->vmm);   /* never stops a VMM: they outlive the daemon */
-        if (f->names) {
-                strmap_foreach(f->names, free_name, NULL);
-                strmap_free(f->names);
-        }
         pthread_mutex_destroy(&f->mu);
         free(f->bin);
         free(f->state_dir);
@@ -685,7 +656,6 @@ int driver_firecracker_new(const struct driver_env *env, struct driver **out, st
         f->state_dir = xstrdup(env->state_dir);
         f->disk_root = xasprintf("%s/vms", env->state_dir);
         f->run_root = xasprintf("%s/vms", env->run_dir);
-        f->names = strmap_new();
         pthread_mutex_init(&f->mu, NULL);
         if (env->ssh_dir) {
                 char *keys = xasprintf("%s/id_ed25519.pub", env->ssh_dir);

@@ -77,7 +77,6 @@ struct qemu {
         const struct workdisk_owner *owner;   /* whose files workspace/file_sync read */
         struct vmm *vmm;
         pthread_mutex_t mu;
-        struct strmap *names;   /* id -> heap name, for drain_events; guarded by mu */
         struct qemu_accel accel;
 };
 
@@ -120,17 +119,6 @@ static char *needle_of(struct qemu *q, const char *id)
 {
         _cleanup_free_ char *p = owned_prefix(q);
         return xasprintf("%s%s/", p, id);
-}
-
-static void remember_name(struct qemu *q, const char *id, const char *name)
-{
-        if (!name || !*name)
-                return;
-        pthread_mutex_lock(&q->mu);
-        char *old = strmap_get(q->names, id);
-        if (!old || strcmp(old, name) != 0)
-                free(strmap_put(q->names, id, xstrdup(name)));
-        pthread_mutex_unlock(&q->mu);
 }
 
 /* The last lines (at most ~1 KiB) of path from offset from on, for errors. */
@@ -495,7 +483,7 @@ static int qemu_start(struct driver *d, struct driver_vm *vm, struct bg_err **er
                 return bg_error(err, EINVAL, "qemu: bad id '%s'", vm->id ? vm->id : "");
         if (!vm->spec)
                 return bg_error(err, EINVAL, "qemu start %s: no spec", vm->name);
-        remember_name(q, vm->id, vm->name);
+        vmm_label(q->vmm, vm->id, vm->name);
         enum vmm_state st = track(q, vm, NULL);
         if (st == VMM_RUNNING || st == VMM_HELD)
                 return 0;   /* idempotent */
@@ -618,7 +606,7 @@ static int qemu_probe(struct driver *d, struct driver_vm *vm, struct driver_prob
         out->exit_status = -1;
         if (!ownmark_id_valid(vm->id))
                 return 0;
-        remember_name(q, vm->id, vm->name);
+        vmm_label(q->vmm, vm->id, vm->name);
         int status = -1;
         switch (track(q, vm, &status)) {
         case VMM_NONE:
@@ -657,9 +645,7 @@ static int remove_all(struct qemu *q, struct driver_vm *vm, struct bg_err **err)
         _cleanup_free_ char *dd = disk_dir(q, vm->id);
         if (rm_rf(rd, err) < 0 || rm_rf(dd, err) < 0)
                 return -EIO;
-        pthread_mutex_lock(&q->mu);
-        free(strmap_del(q->names, vm->id));
-        pthread_mutex_unlock(&q->mu);
+        vmm_label(q->vmm, vm->id, NULL);
         return 0;
 }
 
@@ -731,13 +717,10 @@ struct drain_ctx {
         void *arg;
 };
 
-static void on_exit_cb(const char *id, void *arg)
+static void on_exit_cb(const char *id, const char *name, void *arg)
 {
+        (void)id;
         struct drain_ctx *c = arg;
-        pthread_mutex_lock(&c->q->mu);
-        const char *n = strmap_get(c->q->names, id);
-        _cleanup_free_ char *name = n ? xstrdup(n) : NULL;
-        pthread_mutex_unlock(&c->q->mu);
         if (name)
                 c->changed(name, c->arg);
 }
@@ -748,23 +731,12 @@ static void qemu_drain_events(struct driver *d, void (*changed)(const char *name
         vmm_drain(Q(d)->vmm, on_exit_cb, &c);
 }
 
-static void free_name(const char *k, void *v, void *arg)
-{
-        (void)k;
-        (void)arg;
-        free(v);
-}
-
 static void qemu_free(struct driver *d)
 {
         struct qemu *q = Q(d);
         if (!q)
                 return;
         vmm_free(q->vmm);   /* VMMs keep running: the next bangerd adopts them */
-        if (q->names) {
-                strmap_foreach(q->names, free_name, NULL);
-                strmap_free(q->names);
-        }
         free(q->bin);
         free(q->state_dir);
         free(q->disk_root);
@@ -815,7 +787,6 @@ int driver_qemu_new(const struct driver_env *env, struct driver **out, struct bg
         q->probe_cache = xasprintf("%s/kvm-probe.json", env->run_dir);
         if (env->ssh_dir)
                 q->ssh_pub = xasprintf("%s/id_ed25519.pub", env->ssh_dir);
-        q->names = strmap_new();
         pthread_mutex_init(&q->mu, NULL);
         if (mkdir_p(q->disk_root, 0700, err) < 0 || mkdir_p(q->run_root, 0700, err) < 0 ||
             vmm_new(&q->vmm, err) < 0) {

@@ -58,6 +58,7 @@ struct vproc {
 struct vmm {
         pthread_mutex_t mu;
         struct strmap *procs;   /* id -> struct vproc* */
+        struct strmap *labels;  /* id -> heap label (vmm_label) */
         int ep;
 };
 
@@ -76,6 +77,7 @@ int vmm_new(struct vmm **out, struct bg_err **err)
         struct vmm *m = xcalloc(1, sizeof *m);
         pthread_mutex_init(&m->mu, NULL);
         m->procs = strmap_new();
+        m->labels = strmap_new();
         m->ep = ep;
         *out = m;
         return 0;
@@ -97,6 +99,27 @@ static void free_cb(const char *k, void *v, void *arg)
         proc_free(v);
 }
 
+static void free_label(const char *k, void *v, void *arg)
+{
+        (void)k;
+        (void)arg;
+        free(v);
+}
+
+void vmm_label(struct vmm *m, const char *id, const char *label)
+{
+        pthread_mutex_lock(&m->mu);
+        if (!label || !*label) {
+                free(strmap_del(m->labels, id));
+                pthread_mutex_unlock(&m->mu);
+                return;
+        }
+        const char *old = strmap_get(m->labels, id);
+        if (!old || strcmp(old, label) != 0)
+                free(strmap_put(m->labels, id, xstrdup(label)));
+        pthread_mutex_unlock(&m->mu);
+}
+
 void vmm_free(struct vmm *m)
 {
         if (!m)
@@ -104,6 +127,8 @@ void vmm_free(struct vmm *m)
         /* A child still held never runs: closing its release pipe ends it. */
         strmap_foreach(m->procs, free_cb, NULL);
         strmap_free(m->procs);
+        strmap_foreach(m->labels, free_label, NULL);
+        strmap_free(m->labels);
         close(m->ep);
         pthread_mutex_destroy(&m->mu);
         free(m);
@@ -159,11 +184,12 @@ static bool reap(struct vmm *m, struct vproc *p)
 struct drained {
         char **ids;
         size_t n;
+        char **labels;   /* parallel to ids; NULL entries when unlabelled */
 };
 
-void vmm_drain(struct vmm *m, void (*cb)(const char *id, void *arg), void *arg)
+void vmm_drain(struct vmm *m, void (*cb)(const char *id, const char *label, void *arg), void *arg)
 {
-        struct drained d = { NULL, 0 };
+        struct drained d = { NULL, 0, NULL };
         struct epoll_event evs[64];
         pthread_mutex_lock(&m->mu);
         for (;;) {
@@ -173,7 +199,10 @@ void vmm_drain(struct vmm *m, void (*cb)(const char *id, void *arg), void *arg)
                 for (int i = 0; i < n; i++) {
                         struct vproc *p = evs[i].data.ptr;
                         if (reap(m, p)) {
+                                const char *label = strmap_get(m->labels, p->id);
                                 d.ids = xreallocarray(d.ids, d.n + 1, sizeof *d.ids);
+                                d.labels = xreallocarray(d.labels, d.n + 1, sizeof *d.labels);
+                                d.labels[d.n] = label ? xstrdup(label) : NULL;
                                 d.ids[d.n++] = xstrdup(p->id);
                         } else {
                                 epoll_drop(m, p);   /* readable yet not reapable: never spin; probes still reap */
@@ -185,10 +214,12 @@ void vmm_drain(struct vmm *m, void (*cb)(const char *id, void *arg), void *arg)
         pthread_mutex_unlock(&m->mu);
         for (size_t i = 0; i < d.n; i++) {
                 if (cb)
-                        cb(d.ids[i], arg);
+                        cb(d.ids[i], d.labels[i], arg);
                 free(d.ids[i]);
+                free(d.labels[i]);
         }
         free(d.ids);
+        free(d.labels);
 }
 
 /* ---- /proc ---- */

@@ -47,8 +47,13 @@ int vmm_new(struct vmm **out, struct bg_err **err);
 void vmm_free(struct vmm *m);
 /* Readable when a tracked process may have exited; then call vmm_drain. */
 int vmm_event_fd(const struct vmm *m);
-/* Reap what exited; cb(id) for each entry that turned VMM_EXITED. */
-void vmm_drain(struct vmm *m, void (*cb)(const char *id, void *arg), void *arg);
+/* Reap what exited; cb(id, label) for each entry that turned VMM_EXITED
+ * (label: what vmm_label set for id, or NULL). */
+void vmm_drain(struct vmm *m, void (*cb)(const char *id, const char *label, void *arg), void *arg);
+/* Name id's process for vmm_drain's reports (the sandbox name), so drivers
+ * need no id -> name map of their own.  It outlives the process entry (a
+ * restart keeps it); a NULL label drops it (the sandbox is cleaned up). */
+void vmm_label(struct vmm *m, const char *id, const char *label);
 
 /* Step one: fork a child for id, blocked before exec, in a new session, its
  * fds closed but for cmd->keep_fds and stdio (stdin /dev/null, stdout and

@@ -100,14 +100,17 @@ static pid_t spawn(struct fx *f, const char *id, const char *const *argv, uint64
 
 struct seen {
         char ids[8][17];
+        char labels[8][64];   /* "" when unlabelled */
         size_t n;
 };
 
-static void on_exit_cb(const char *id, void *arg)
+static void on_exit_cb(const char *id, const char *label, void *arg)
 {
         struct seen *s = arg;
-        if (s->n < ARRAY_SIZE(s->ids))
+        if (s->n < ARRAY_SIZE(s->ids)) {
                 snprintf(s->ids[s->n], sizeof s->ids[0], "%s", id);
+                snprintf(s->labels[s->n], sizeof s->labels[0], "%s", label ? label : "");
+        }
         s->n++;
 }
 
@@ -173,10 +176,12 @@ static void test_exit_status_arrives_through_the_event_fd(void **state)
 {
         struct fx *f = *state;
         const char *argv[] = { "sh", "-c", "exit 3", NULL };
+        vmm_label(f->m, ID_A, "web");   /* the drivers' name for the exit report */
         spawn(f, ID_A, argv, NULL);
         struct seen s = wait_event(f, 5000);
         assert_int_equal(s.n, 1);
         assert_string_equal(s.ids[0], ID_A);
+        assert_string_equal(s.labels[0], "web");
         int status;
         assert_int_equal(vmm_state(f->m, ID_A, &status), VMM_EXITED);
         assert_int_equal(status, 3);
@@ -186,6 +191,17 @@ static void test_exit_status_arrives_through_the_event_fd(void **state)
         assert_int_equal(again.n, 0);
         vmm_forget(f->m, ID_A);
         assert_int_equal(vmm_state(f->m, ID_A, NULL), VMM_NONE);
+        /* The label outlives the entry (a restart keeps its name) until dropped. */
+        spawn(f, ID_A, argv, NULL);
+        s = wait_event(f, 5000);
+        assert_string_equal(s.labels[0], "web");
+        vmm_forget(f->m, ID_A);
+        vmm_label(f->m, ID_A, NULL);
+        spawn(f, ID_A, argv, NULL);
+        s = wait_event(f, 5000);
+        assert_int_equal(s.n, 1);
+        assert_string_equal(s.labels[0], "");
+        vmm_forget(f->m, ID_A);
 }
 
 static void test_clean_exit_and_signal_deaths(void **state)
