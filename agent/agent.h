@@ -34,6 +34,7 @@ struct conn {
         bool serial;            /* the virtio-serial port: never closed, only "down" */
         bool down;              /* serial: the host is not connected */
         bool dead;              /* vsock: to be closed */
+        bool stalled;           /* the host stopped reading: main() resets it (sessions and all) */
         uint8_t in[AGP_MAX_FRAME];
         size_t in_len;
         struct bytes out;

@@ -5,8 +5,10 @@
  * then WINDOW frames) and the agent reads a process's pipes only while it
  * has credit; the agent grants stdin bytes (STDIN_WINDOW, refilled as the
  * process reads them).  A process's exit is reported once its output has
- * drained, or 200 ms after it exited when something it left behind keeps
- * the pipes open.
+ * drained, or after 200 ms in which the pipes could be read (credit and
+ * room towards the host) but did not end: something the process left
+ * behind keeps them open.  Time spent waiting for credit does not count,
+ * so a slow reader never loses output.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,11 +38,13 @@ struct sess {
         bool tty;
         struct bytes inq;
         bool in_eof;
+        uint8_t in_last;         /* the last stdin byte queued ('\n' before any): a TTY's EOF needs a line start */
         uint64_t in_done;        /* stdin bytes written and not yet granted back */
         uint64_t credit;
         bool exited;
         int status;
-        uint64_t exit_deadline;
+        uint64_t grace_left;     /* after the exit: us of readable pipes left before EXIT regardless */
+        uint64_t room_since;     /* uptime since the pipes could be read, 0: they cannot now */
 };
 
 static struct sess sessions[MAX_SESSIONS];
@@ -301,8 +305,11 @@ void exec_start(struct conn *c, const struct agp_msg *m)
         s->pid = pid;
         s->tty = r->tty;
         s->credit = r->window;
+        s->in_last = '\n';
         if (r->tty) {
-                s->in_fd = dup(master);
+                /* F_DUPFD_CLOEXEC: a plain dup() would hand the master to
+                 * every process started later. */
+                s->in_fd = fcntl(master, F_DUPFD_CLOEXEC, 0);
                 s->out_fd = master;
                 s->err_fd = -1;
                 master = -1;
@@ -334,6 +341,26 @@ out_close:
         free(r);
 }
 
+/* A terminal has no end of input to close: the host's EOF becomes the
+ * terminal's EOF character, after what is queued.  In canonical mode it
+ * ends a read at a line start with 0 bytes (what a reader sees as the end);
+ * after a partial line the first one only hands the line over, so it goes
+ * twice.  Without ICANON (the process made the terminal raw) there is no
+ * such thing and nothing is sent. */
+static void tty_eof(struct sess *s)
+{
+        struct termios t;
+        int master = s->out_fd >= 0 ? s->out_fd : s->in_fd;
+        if (s->in_fd < 0 || master < 0 || tcgetattr(master, &t) < 0 || !(t.c_lflag & ICANON) ||
+            t.c_cc[VEOF] == _POSIX_VDISABLE)
+                return;
+        uint8_t eof[2] = { t.c_cc[VEOF], t.c_cc[VEOF] };
+        bool line_start = s->in_last == '\n' || s->in_last == t.c_cc[VEOF] ||
+                          (t.c_cc[VEOL] != _POSIX_VDISABLE && s->in_last == t.c_cc[VEOL]);
+        bytes_add(&s->inq, eof, line_start ? 1 : 2);
+        s->in_last = t.c_cc[VEOF];
+}
+
 void exec_input(struct conn *c, const struct agp_msg *m)
 {
         uint64_t id = 0, v = 0;
@@ -352,13 +379,19 @@ void exec_input(struct conn *c, const struct agp_msg *m)
                         kill(-s->pid, SIGKILL);
                         return;
                 }
-                if (s->in_fd >= 0)
+                if (s->in_fd >= 0 && n) {
                         bytes_add(&s->inq, d, n);
+                        s->in_last = d[n - 1];
+                }
                 return;
         }
         case AGP_EOF:
+                if (s->in_eof)
+                        return;
                 s->in_eof = true;
-                if (s->inq.len == 0 && !s->tty)
+                if (s->tty)
+                        tty_eof(s);
+                else if (s->inq.len == 0)
                         closefd(&s->in_fd);
                 return;
         case AGP_SIGNAL:
@@ -391,6 +424,12 @@ static struct {
         int which;   /* 0 stdin, 1 stdout, 2 stderr */
 } polled[3 * MAX_SESSIONS];
 
+/* May s's output be read now: credit from the host, room in its queue? */
+static bool has_room(const struct sess *s)
+{
+        return s->credit > 0 && s->c->out.len < OUTQ_HIGH && !s->c->down && !s->c->stalled;
+}
+
 size_t exec_pollfds(struct pollfd *p, size_t max, int *timeout_ms)
 {
         size_t n = 0;
@@ -399,7 +438,7 @@ size_t exec_pollfds(struct pollfd *p, size_t max, int *timeout_ms)
                 struct sess *s = &sessions[i];
                 if (!s->used || !s->c)
                         continue;
-                bool room = s->credit > 0 && s->c->out.len < OUTQ_HIGH && !s->c->down;
+                bool room = has_room(s);
                 int fds[3] = { s->in_fd, s->out_fd, s->err_fd };
                 short ev[3] = { s->inq.len ? POLLOUT : 0, room ? POLLIN : 0, room ? POLLIN : 0 };
                 for (int w = 0; w < 3 && n < max; w++) {
@@ -410,8 +449,16 @@ size_t exec_pollfds(struct pollfd *p, size_t max, int *timeout_ms)
                         polled[n].which = w;
                         n++;
                 }
-                if (s->exited) {
-                        int ms = s->exit_deadline > now ? (int)((s->exit_deadline - now) / 1000) + 1 : 0;
+                if (s->exited && !room && s->room_since) {
+                        /* the grace counts only while the pipes can be read */
+                        uint64_t used = now - s->room_since;
+                        s->grace_left -= used < s->grace_left ? used : s->grace_left;
+                        s->room_since = 0;
+                } else if (s->exited && room) {
+                        if (!s->room_since)
+                                s->room_since = now;
+                        uint64_t used = now - s->room_since;
+                        int ms = used < s->grace_left ? (int)((s->grace_left - used) / 1000) + 1 : 0;
                         if (*timeout_ms < 0 || ms < *timeout_ms)
                                 *timeout_ms = ms;
                 }
@@ -495,7 +542,7 @@ void exec_ready(const struct pollfd *p, size_t n)
         for (size_t i = 0; i < MAX_SESSIONS; i++) {
                 struct sess *s = &sessions[i];
                 if (s->used && s->c && s->exited &&
-                    ((s->out_fd < 0 && s->err_fd < 0) || now >= s->exit_deadline))
+                    ((s->out_fd < 0 && s->err_fd < 0) || (s->room_since && now - s->room_since >= s->grace_left)))
                         finish(s);
         }
 }
@@ -517,7 +564,8 @@ void exec_reap(void)
                         }
                         s->exited = true;
                         s->status = status;
-                        s->exit_deadline = uptime_us() + EXIT_GRACE_US;
+                        s->grace_left = EXIT_GRACE_US;
+                        s->room_since = 0;   /* exec_pollfds starts the clock when the pipes can be read */
                         if (!s->tty || s->in_eof)
                                 closefd(&s->in_fd);
                         break;

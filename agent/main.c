@@ -112,11 +112,17 @@ struct agp_out *frame(uint8_t type, uint64_t id)
         return &o;
 }
 
+/* Frames in and out stop once c is dead, down or stalled. */
+static bool conn_gone(const struct conn *c)
+{
+        return c->dead || c->down || c->stalled;
+}
+
 static bool conn_live(struct conn *c)
 {
         for (size_t i = 0; i < MAX_CONNS; i++)
                 if (conns[i] == c)
-                        return !c->dead && !c->down;
+                        return !conn_gone(c);
         return false;
 }
 
@@ -129,15 +135,10 @@ void conn_send(struct conn *c, struct agp_out *o)
         if (!conn_live(c))
                 return;
         if (c->out.len + o->len > OUTQ_MAX) {
-                /* The host stopped reading: it will reconnect and ask again. */
-                say("host is not reading; dropping the connection");
-                if (c->serial) {
-                        c->down = true;
-                        bytes_free(&c->out);
-                        c->in_len = 0;
-                } else {
-                        c->dead = true;
-                }
+                /* The host stopped reading: it will reconnect and ask again.
+                 * Only marked here: the caller may be in the middle of a
+                 * session of c, so the reset (which ends them) is main()'s. */
+                c->stalled = true;
                 return;
         }
         bytes_add(&c->out, o->buf, o->len);
@@ -223,6 +224,7 @@ static void conn_reset(struct conn *c, const char *why)
         write_conn_gone(c);
         bytes_free(&c->out);
         c->in_len = 0;
+        c->stalled = false;
         if (c->serial)
                 c->down = true;
         else
@@ -300,7 +302,7 @@ static void process_input(struct conn *c)
                         return;
                 }
                 dispatch(c, &m);
-                if (c->dead || c->down)
+                if (conn_gone(c))
                         return;
                 off += (size_t)size;
         }
@@ -323,7 +325,7 @@ static void conn_read(struct conn *c)
                 }
                 c->in_len += (size_t)n;
                 process_input(c);
-                if (c->dead || c->down)
+                if (conn_gone(c))
                         return;
         }
 }
@@ -371,7 +373,7 @@ static void enter_root(const char *root, int *ack_fd)
         *ack_fd = -1;
         for (size_t i = 0; i < MAX_CONNS; i++) {
                 struct conn *c = conns[i];
-                if (!c || c->dead || c->down)
+                if (!c || conn_gone(c))
                         continue;
                 hello_send(c, init_us, start_us);
                 process_input(c);
@@ -485,6 +487,8 @@ int main(int argc, char **argv)
                         struct conn *c = conns[i];
                         if (!c)
                                 continue;
+                        if (c->stalled)
+                                conn_reset(c, "the host is not reading");
                         if (c->dead) {
                                 close(c->fd);
                                 bytes_free(&c->out);
@@ -537,7 +541,7 @@ int main(int argc, char **argv)
                                 continue;
                         if (c->down)
                                 serial_probe(c);
-                        if (!c->down && !c->dead)
+                        if (!conn_gone(c))
                                 conn_flush(c);
                 }
         }

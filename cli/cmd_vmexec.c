@@ -9,7 +9,9 @@
  * exits with the command's status (128+N for a signal; 127 when the
  * command is not found, 126 when it cannot run).  SIGINT, SIGTERM and
  * SIGHUP sent to banger go on to the command's process group; with -t the
- * terminal's size follows SIGWINCH.
+ * terminal's size follows SIGWINCH.  Before the command has started, or at
+ * a second SIGINT, banger gives up at once (128+N): the guest may never
+ * answer, and bangerd ends the command when the connection goes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -167,6 +169,8 @@ struct session {
         size_t in_len;
         uint64_t stdin_credit;
         bool stdin_open;
+        bool started;            /* the guest said STARTED */
+        bool interrupted;        /* a SIGINT went to the command already */
         bool done;
         int status;
 };
@@ -197,6 +201,7 @@ static int on_frame(struct session *s, const struct agp_msg *m, struct agp_out *
                         s->stdin_credit += v;
                 return 0;
         case AGP_STARTED:
+                s->started = true;
                 return 0;
         case AGP_EXIT:
                 s->done = true;
@@ -304,6 +309,12 @@ static int run(const char *sock, const char *name, char **cmd, size_t ncmd, char
                 unsigned char sig;
                 while ((p[2].revents & POLLIN) && read(sig_pipe[0], &sig, 1) == 1) {
                         struct winsize ws;
+                        if (sig != SIGWINCH && (!s.started || (sig == SIGINT && s.interrupted))) {
+                                /* nothing to forward to yet, or the user insists */
+                                rc = 128 + sig;
+                                goto out;
+                        }
+                        s.interrupted = s.interrupted || sig == SIGINT;
                         if (sig == SIGWINCH && (!tty || ioctl(1, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col))
                                 continue;
                         agp_begin(o, sig == SIGWINCH ? AGP_RESIZE : AGP_SIGNAL);
@@ -314,23 +325,25 @@ static int run(const char *sock, const char *name, char **cmd, size_t ncmd, char
                                 agp_put_u64(o, AGT_SIGNO, sig);
                         send_frame(s.fd, o);
                 }
-                if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+                if (p[1].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
                         size_t want = s.stdin_credit < sizeof buf ? (size_t)s.stdin_credit : sizeof buf;
-                        ssize_t n = read(0, buf, want);
+                        ssize_t n = p[1].revents & POLLNVAL ? 0 : read(0, buf, want);
                         if (n > 0) {
                                 s.stdin_credit -= (uint64_t)n;
                                 agp_begin(o, AGP_STDIN);
                                 agp_put_u64(o, AGT_ID, 1);
                                 agp_put_bytes(o, AGT_DATA, buf, (size_t)n);
-                        } else if (n == 0 || errno != EINTR) {
+                                send_frame(s.fd, o);   /* a failure shows on the next read */
+                        } else if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                                /* the end, or stdin cannot be read (EIO, EBADF): the same to the command */
                                 s.stdin_open = false;
                                 agp_begin(o, AGP_EOF);
                                 agp_put_u64(o, AGT_ID, 1);
+                                send_frame(s.fd, o);
                         }
-                        if (n >= 0 || errno != EINTR)
-                                send_frame(s.fd, o);   /* a failure shows on the next read */
+                        /* EINTR, EAGAIN (stdin shared with a non-blocking reader): poll again */
                 }
-                if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+                if (p[0].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
                         ssize_t n = read(s.fd, s.in + s.in_len, AGP_MAX_FRAME - s.in_len);
                         if (n <= 0) {
                                 restore_tty();
@@ -350,6 +363,22 @@ out:
         return rc;
 }
 
+/* A closed 0, 1 or 2 would become the next fd opened (the connection to
+ * bangerd), and stdin or output would go to the wrong place: fill them
+ * with /dev/null (no O_CLOEXEC: they are stdio). */
+static void fill_stdio(void)
+{
+        for (int fd = 0; fd <= 2; fd++) {
+                if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+                        continue;
+                int n = open("/dev/null", O_RDWR);
+                if (n >= 0 && n != fd) {
+                        dup2(n, fd);
+                        close(n);
+                }
+        }
+}
+
 int vm_exec(struct cli *cli, int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -364,6 +393,7 @@ int vm_exec(struct cli *cli, int argc, char **argv)
         char **env = NULL;
         size_t nenv = 0;
         int c, rc;
+        fill_stdio();
         /* "+": options end at the sandbox name; the command's are its own */
         while ((c = getopt_long(argc, argv, "+te:w:h", opts, NULL)) != -1) {
                 switch (c) {

@@ -9,9 +9,15 @@
  *
  * Bounds.  A guest's frame is at most AGP_MAX_FRAME; output it sends for
  * a session may not exceed the credit the client granted (itself capped
- * at SESSION_WINDOW_MAX); the frames queued for a client are capped too.
+ * at SESSION_WINDOW_MAX); the frames queued for a client are capped too,
+ * and so are the bytes queued for a guest (relays stop reading clients at
+ * OUTQ_PAUSE; a guest that lets OUTQ_MAX pile up has stopped reading).
  * A guest that breaks any of these loses its connection, with the reason
- * in the Ready condition, and is reconnected after a backoff.
+ * in the Ready condition, and is reconnected after a backoff.  An exec
+ * relay has deadlines of its own (the client's EXEC, the guest's answer)
+ * and there are at most EXEC_MAX_PER_SANDBOX of them per sandbox, so a
+ * guest that takes requests and never answers holds no API connection
+ * for long.
  */
 #include "agents.h"
 
@@ -43,10 +49,14 @@
 #define HANDSHAKE_MAX 64
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 5000
+#define STABLE_MS 5000                  /* a connection that lived this long resets the backoff */
 #define IDLE_CPU_PERMILLE 50            /* below 5% of one CPU ... */
 #define IDLE_NET_BYTES_PER_S 4096       /* ... and this little traffic counts as idle */
 #define POLL_ID_BIT (1ull << 62)        /* request ids of the idle poller */
-#define EXEC_REQUEST_TIMEOUT_MS 10000
+#define EXEC_REQUEST_TIMEOUT_MS 10000  /* the client's EXEC frame */
+#define EXEC_MAX_PER_SANDBOX 16
+#define STOP_DRAIN_MS 1000              /* bangerd stopping: what a client has that long to read */
+#define NOT_LISTENING "the guest agent is not listening on vsock yet"
 #define READS_PER_TURN 4
 
 struct obuf {
@@ -105,6 +115,7 @@ struct session {
         struct obuf toclient;    /* frames for the client, ids rewritten */
         uint64_t out_granted;    /* output bytes the agent may still send */
         uint64_t in_granted;     /* stdin bytes the client may still send */
+        bool started;            /* the guest answered the EXEC (STARTED, or EXIT/ERROR) */
         bool ended;              /* EXIT or ERROR queued, or the agent is gone */
         struct session *next;
 };
@@ -133,6 +144,9 @@ struct agent {
         int64_t first_hello_us;  /* guest /init start to its first hello, -1: none yet */
         int64_t first_start_us;  /* the agent's start to its first hello */
         char reason[256];        /* why the last connection ended, "" if none */
+        char logged[256];        /* the last failure logged: a repeat is not logged again */
+        bool flapping;           /* connections end the same way right after their hello */
+        bool stalled;            /* the guest stopped reading: the agents thread closes it */
         json_t *hello;
         int64_t connected_ms, next_try_ms;
         unsigned fails;
@@ -156,9 +170,10 @@ struct agents {
         char *run_vms;           /* run_dir/vms/ */
         struct strmap *by_name;  /* name -> struct agent * */
         uint64_t epoch;          /* bumped whenever an agent is freed */
+        struct strmap *relays;   /* name -> exec relays running (a count in the pointer) */
         void (*idle_cb)(const char *name, void *arg);
         void *idle_arg;
-        int hello_ms, poll_ms;
+        int hello_ms, poll_ms, start_ms;
 };
 
 static void wake(int fd)
@@ -186,12 +201,25 @@ static void clean_copy(char *out, size_t max, const char *in)
 
 /* ---- connections (mu held) ---- */
 
+/* Queue bytes for ag's guest.  A guest that lets OUTQ_MAX pile up has
+ * stopped reading: the bytes are dropped and the agents thread closes
+ * the connection (not here: callers hold pointers into it). */
+static void queue_out(struct agents *a, struct agent *ag, const void *p, size_t n)
+{
+        if (ag->stalled)
+                return;
+        if (ag->out.len + n > OUTQ_MAX)
+                ag->stalled = true;
+        else
+                obuf_add(&ag->out, p, n);
+        wake(a->wake);
+}
+
 static void send_frame(struct agents *a, struct agent *ag, struct agp_out *o)
 {
         if (agp_end(o) < 0 || ag->st != C_OPEN)
                 return;
-        obuf_add(&ag->out, o->buf, o->len);
-        wake(a->wake);
+        queue_out(a, ag, o->buf, o->len);
 }
 
 static void session_end(struct session *s)
@@ -204,11 +232,31 @@ static void session_end(struct session *s)
  * condition.  Waiters and sessions learn of it at once. */
 static void conn_close(struct agents *a, struct agent *ag, const char *reason)
 {
+        /* Log on a change only: a guest that fails the same way on every
+         * reconnect (never listens, says hello and then breaks the
+         * protocol) is one line, not one per attempt.  A connection that
+         * lived STABLE_MS starts afresh, backoff included. */
+        if (ag->fd >= 0 && now_mono_ms() - ag->connected_ms >= STABLE_MS) {
+                ag->fails = 0;
+                ag->logged[0] = '\0';
+                ag->flapping = false;
+        }
+        if (reason && ag->st != C_DOWN) {
+                if (strcmp(reason, ag->logged) != 0) {
+                        if (strcmp(reason, NOT_LISTENING) == 0)
+                                log_info("agent name=%s: %s", ag->name, reason);   /* a guest still booting */
+                        else
+                                log_warn("agent name=%s: %s", ag->name, reason);
+                        snprintf(ag->logged, sizeof ag->logged, "%s", reason);
+                        ag->flapping = false;
+                } else if (ag->up) {
+                        ag->flapping = true;   /* hello, then the same failure again */
+                }
+        }
         if (ag->fd >= 0)
                 close(ag->fd);
-        if (reason && ag->st != C_DOWN)
-                log_warn("agent name=%s: %s", ag->name, reason);
         ag->fd = -1;
+        ag->stalled = false;
         ag->st = C_DOWN;
         ag->ready = false;
         ag->up = false;
@@ -390,16 +438,18 @@ static const char *session_frame(struct agent *ag, struct session *s, const stru
                 s->in_granted = s->in_granted + v > STDIN_CREDIT_MAX ? STDIN_CREDIT_MAX : s->in_granted + v;
                 break;
         case AGP_STARTED:
-                break;
         case AGP_EXIT:
         case AGP_ERROR:
+                s->started = true;
                 break;
         default:
                 return "guest agent sent an unexpected frame for an exec session";
         }
-        if (s->toclient.len > SESSION_QUEUE_MAX)
+        /* After the relay's own ERROR (a deadline, bangerd stopping) the
+         * client hears nothing more. */
+        if (!s->ended && s->toclient.len > SESSION_QUEUE_MAX)
                 return "guest agent floods an exec session";
-        if (reframe(m, &s->toclient) < 0)
+        if (!s->ended && reframe(m, &s->toclient) < 0)
                 return "guest agent sent a frame that cannot be relayed";
         if (m->type == AGP_EXIT || m->type == AGP_ERROR) {
                 session_unlink(ag, s);
@@ -474,8 +524,15 @@ static const char *guest_frame(struct agents *a, struct agent *ag, const uint8_t
         if (m.type == AGP_HELLO) {
                 char why[200];
                 json_t *h = hello_json(&m, why, sizeof why);
-                if (!h)
-                        return NULL;   /* stays not ready; why is logged below */
+                if (!h) {
+                        /* stays connected and not ready, with the reason */
+                        clean_copy(ag->reason, sizeof ag->reason, why);
+                        if (strcmp(ag->reason, ag->logged) != 0) {
+                                log_warn("agent name=%s: %s", ag->name, ag->reason);
+                                snprintf(ag->logged, sizeof ag->logged, "%s", ag->reason);
+                        }
+                        return NULL;
+                }
                 json_decref(ag->hello);
                 ag->hello = h;
                 json_t *first = json_object_get(h, "initToHelloUs");
@@ -487,12 +544,11 @@ static const char *guest_frame(struct agents *a, struct agent *ag, const uint8_t
                         json_object_set_new(h, "initToFirstHelloUs", json_integer(ag->first_hello_us));
                         json_object_set_new(h, "startToFirstHelloUs", json_integer(ag->first_start_us));
                 }
-                ag->up = true;
-                ag->fails = 0;
+                ag->up = true;   /* the backoff resets only once the connection proves stable */
                 ag->reason[0] = '\0';
                 if (strcmp(json_string_value(json_object_get(h, "stage")), "initramfs") == 0)
                         return NULL;   /* up, not ready: it holds requests until the root is there */
-                if (!ag->ready)
+                if (!ag->ready && !ag->flapping)
                         log_info("agent ready name=%s version=%s kernel=%s", ag->name,
                                  json_string_value(json_object_get(h, "version")),
                                  json_string_value(json_object_get(h, "kernel")));
@@ -553,8 +609,7 @@ static void conn_read(struct agents *a, struct agent *ag, bool *fire)
                         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                                 return;
                         if (n <= 0) {
-                                conn_close(a, ag, n == 0 ? "the guest agent is not listening on vsock yet"
-                                                         : "vsock handshake failed");
+                                conn_close(a, ag, n == 0 ? NOT_LISTENING : "vsock handshake failed");
                                 ag->fails = 0;
                                 ag->next_try_ms = now_mono_ms() + 250;   /* booting: retry soon */
                                 return;
@@ -655,6 +710,11 @@ static void tick_one(const char *name, void *v, void *arg)
         struct agent *ag = v;
         struct agents *a = ((void **)arg)[0];
         int64_t now = now_mono_ms();
+        if (ag->st != C_DOWN && ag->stalled) {
+                char why[120];
+                snprintf(why, sizeof why, "the guest agent stopped reading (%u MiB queued for it)", OUTQ_MAX >> 20);
+                conn_close(a, ag, why);
+        }
         if (ag->st == C_DOWN && now >= ag->next_try_ms)
                 conn_open(a, ag);
         if (ag->st == C_OPEN && ag->ready && ag->idle_timeout_ms && !ag->poll_id && now >= ag->next_poll_ms) {
@@ -767,10 +827,12 @@ int agents_new(const struct agents_config *c, struct agents **out, struct bg_err
         pthread_cond_init(&a->cv, NULL);
         a->run_vms = xasprintf("%s/vms/", c->run_dir);
         a->by_name = strmap_new();
+        a->relays = strmap_new();
         a->idle_cb = c->idle;
         a->idle_arg = c->arg;
         a->hello_ms = env_ms("BANGER_AGENT_HELLO_MS", 60000);
         a->poll_ms = env_ms("BANGER_AGENT_POLL_MS", 10000);
+        a->start_ms = env_ms("BANGER_AGENT_START_MS", 10000);
         a->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (a->wake < 0) {
                 int e = errno;
@@ -822,6 +884,8 @@ void agents_free(struct agents *a)
         strmap_foreach(a->by_name, free_agent_cb, a);
         strmap_free(a->by_name);
         a->by_name = NULL;
+        strmap_free(a->relays);
+        a->relays = NULL;
         pthread_cond_broadcast(&a->cv);
         pthread_mutex_unlock(&a->mu);
         if (a->wake >= 0)
@@ -1083,11 +1147,17 @@ struct relay {
         int fd;
         uint8_t *in;
         size_t in_len;
-        bool client_gone;
+        bool forwarded;          /* the EXEC went to the guest */
+        bool client_gone;        /* it hung up, or reading or writing it failed */
+        const char *why;         /* why the relay ended the session itself (static), for the log */
 };
 
+/* End the session with an ERROR frame for the client (mu held); the
+ * first ending wins, so there is never a frame after it. */
 static void relay_error(struct relay *r, int e, const char *msg)
 {
+        if (r->s->ended)
+                return;
         struct agp_out *o = xmalloc(sizeof *o);
         agp_begin(o, AGP_ERROR);
         agp_put_u64(o, AGT_ID, 1);
@@ -1121,9 +1191,9 @@ static const char *forward_exec(struct relay *r, struct agent *ag, const struct 
                 free(o);
                 return "exec request too large";
         }
-        obuf_add(&ag->out, o->buf, o->len);
+        queue_out(r->a, ag, o->buf, o->len);
         free(o);
-        wake(r->a->wake);
+        r->forwarded = true;
         return NULL;
 }
 
@@ -1190,10 +1260,8 @@ static const char *client_frame(struct relay *r, const struct agp_msg *m, bool f
         default:
                 bad = "unexpected frame type from the client";
         }
-        if (!bad && agp_end(o) == 0 && ag->st == C_OPEN) {
-                obuf_add(&ag->out, o->buf, o->len);
-                wake(r->a->wake);
-        }
+        if (!bad && agp_end(o) == 0 && ag->st == C_OPEN)
+                queue_out(r->a, ag, o->buf, o->len);
         free(o);
         return bad;
 }
@@ -1217,6 +1285,7 @@ static int relay_process(struct relay *r, bool *first)
                         bad = client_frame(r, &m, *first);
                 if (bad) {
                         relay_error(r, EPROTO, bad);
+                        r->why = bad;
                         rc = -1;
                         break;
                 }
@@ -1229,14 +1298,14 @@ static int relay_process(struct relay *r, bool *first)
         return rc;
 }
 
-/* Read and act on what the client sent.  -1 when it is gone or broke the
- * protocol. */
+/* Read and act on what the client sent.  -1 when it is gone (hung up,
+ * or a read failed: ECONNRESET and the like) or broke the protocol. */
 static int relay_read(struct relay *r, bool *first)
 {
         ssize_t n = read(r->fd, r->in + r->in_len, AGP_MAX_FRAME - r->in_len);
-        if (n < 0)
-                return errno == EAGAIN || errno == EINTR ? 0 : -1;
-        if (n == 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (n <= 0) {
                 r->client_gone = true;
                 return -1;
         }
@@ -1244,11 +1313,24 @@ static int relay_read(struct relay *r, bool *first)
         return relay_process(r, first);
 }
 
+/* Count name's relays up (step 1) or down (mu held). */
+static void relays_add(struct agents *a, const char *name, int step)
+{
+        uintptr_t n = (uintptr_t)strmap_get(a->relays, name);
+        n = step > 0 ? n + 1 : n - 1;
+        if (n)
+                strmap_put(a->relays, name, (void *)n);
+        else
+                strmap_del(a->relays, name);
+}
+
 void agents_exec_relay(struct agents *a, const char *name, int fd, const char *extra, size_t extra_len,
                        const atomic_bool *stopping)
 {
         struct session *s = xcalloc(1, sizeof *s);
         struct relay r = { .a = a, .s = s, .fd = fd, .in = xmalloc(AGP_MAX_FRAME) };
+        char msg[200];
+        bool counted = false;
         s->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         int fl = fcntl(fd, F_GETFL);
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -1256,11 +1338,18 @@ void agents_exec_relay(struct agents *a, const char *name, int fd, const char *e
         struct agent *ag = strmap_get(a->by_name, name);
         if (!ag || !ag->ready || ag->st != C_OPEN || s->wake < 0) {
                 relay_error(&r, ENOTCONN, "the guest agent is not ready");
+        } else if ((uintptr_t)strmap_get(a->relays, name) >= EXEC_MAX_PER_SANDBOX) {
+                /* each one holds an API connection and a process slot in the guest */
+                snprintf(msg, sizeof msg, "too many exec sessions in %s (at most %d at once)", name,
+                         EXEC_MAX_PER_SANDBOX);
+                relay_error(&r, EBUSY, msg);
         } else {
                 s->ag = ag;
                 s->id = ++ag->next_id;
                 s->next = ag->sessions;
                 ag->sessions = s;
+                relays_add(a, name, 1);
+                counted = true;
         }
         pthread_mutex_unlock(&a->mu);
         bool first = true;
@@ -1268,49 +1357,73 @@ void agents_exec_relay(struct agents *a, const char *name, int fd, const char *e
                 extra_len = 0;   /* MHD never reads that far ahead; refuse to guess */
         memcpy(r.in, extra, extra_len);
         r.in_len = extra_len;
+        /* Deadlines: the client's EXEC; the guest's answer to it (STARTED or
+         * ERROR: a guest that takes an EXEC and says nothing must not hold
+         * this connection); the client reading what is left once bangerd
+         * stops. */
         int64_t exec_deadline = now_mono_ms() + EXEC_REQUEST_TIMEOUT_MS;
+        int64_t start_deadline = 0, stop_deadline = 0;
         bool reading = !s->ended;
         if (reading && r.in_len && relay_process(&r, &first) < 0)
                 reading = false;   /* what MHD read past the request headers */
         for (;;) {
+                int64_t now = now_mono_ms();
                 pthread_mutex_lock(&a->mu);
+                if (atomic_load(stopping) && !stop_deadline) {
+                        relay_error(&r, ESHUTDOWN, "bangerd is stopping");
+                        r.why = "bangerd is stopping";
+                        stop_deadline = now + STOP_DRAIN_MS;
+                        reading = false;
+                }
+                if (first && !s->ended && now > exec_deadline) {
+                        relay_error(&r, ETIMEDOUT, "no exec request within 10 s");
+                        reading = false;
+                }
+                if (r.forwarded && !start_deadline)
+                        start_deadline = now + a->start_ms;
+                if (r.forwarded && !s->started && !s->ended && now > start_deadline) {
+                        snprintf(msg, sizeof msg, "the guest agent did not answer the exec request within %g s",
+                                 a->start_ms / 1000.0);
+                        relay_error(&r, ETIMEDOUT, msg);
+                        r.why = "the guest agent did not answer the exec request";
+                        reading = false;
+                }
                 bool has_out = s->toclient.len > 0;
                 bool ended = s->ended;
                 bool paused = s->ag && s->ag->out.len > OUTQ_PAUSE;
                 pthread_mutex_unlock(&a->mu);
                 if (ended && !has_out)
                         break;
-                if (atomic_load(stopping)) {
-                        pthread_mutex_lock(&a->mu);
-                        if (!s->ended)
-                                relay_error(&r, ESHUTDOWN, "bangerd is stopping");
-                        pthread_mutex_unlock(&a->mu);
-                        reading = false;
-                }
-                if (first && now_mono_ms() > exec_deadline) {
-                        pthread_mutex_lock(&a->mu);
-                        relay_error(&r, ETIMEDOUT, "no exec request within 10 s");
-                        pthread_mutex_unlock(&a->mu);
-                        reading = false;
-                }
+                if (stop_deadline && now >= stop_deadline)
+                        break;   /* a client that does not read cannot hold up bangerd's stop */
+                bool want_in = reading && !paused && !ended;
                 struct pollfd p[2] = {
-                        { .fd = fd, .events = (short)((reading && !paused && !ended ? POLLIN : 0) |
-                                                      (has_out ? POLLOUT : 0)) },
+                        { .fd = fd, .events = (short)((want_in ? POLLIN : 0) | (has_out ? POLLOUT : 0)) },
                         { .fd = s->wake, .events = POLLIN },
                 };
-                int n = poll(p, 2, paused ? 20 : 500);
+                int n = poll(p, 2, paused || stop_deadline ? 20 : 500);
                 if (n < 0 && errno != EINTR)
                         break;
                 if (p[1].revents & POLLIN)
                         drain(s->wake);
-                if (p[0].revents & (POLLERR | POLLNVAL))
+                short re = p[0].revents;
+                if (re & (POLLERR | POLLNVAL)) {
+                        r.client_gone = true;
                         break;
-                if ((p[0].revents & (POLLIN | POLLHUP)) && reading && relay_read(&r, &first) < 0) {
-                        reading = false;
-                        if (r.client_gone)
-                                break;
                 }
-                if (p[0].revents & POLLOUT) {
+                if ((re & (POLLIN | POLLHUP)) && want_in) {
+                        if (relay_read(&r, &first) < 0) {
+                                reading = false;
+                                if (r.client_gone)
+                                        break;
+                        }
+                } else if (re & POLLHUP) {
+                        /* hung up while not read: nobody is left to tell, and
+                         * POLLHUP would end every poll() from now on */
+                        r.client_gone = true;
+                        break;
+                }
+                if (re & POLLOUT) {
                         pthread_mutex_lock(&a->mu);
                         ssize_t w = send(fd, s->toclient.p + s->toclient.off, s->toclient.len, MSG_NOSIGNAL);
                         if (w > 0)
@@ -1323,22 +1436,30 @@ void agents_exec_relay(struct agents *a, const char *name, int fd, const char *e
                 }
         }
         pthread_mutex_lock(&a->mu);
+        bool killed = false;
         if (s->ag) {
-                /* the client left first: end the process in the guest */
+                /* Still attached: the process has not ended (or the guest never
+                 * answered).  However the relay ended, end the process too, or
+                 * it runs on with nobody to talk to and holds one of the
+                 * guest's session slots. */
                 struct agent *sag = s->ag;
-                if (r.client_gone && sag->st == C_OPEN) {
+                if (r.forwarded && sag->st == C_OPEN) {
                         struct agp_out *o = xmalloc(sizeof *o);
                         agp_begin(o, AGP_SIGNAL);
                         agp_put_u64(o, AGT_ID, s->id);
                         agp_put_u64(o, AGT_SIGNO, SIGKILL);
                         send_frame(a, sag, o);
                         free(o);
+                        killed = true;
                 }
                 session_unlink(sag, s);
         }
+        if (counted)
+                relays_add(a, name, -1);
         pthread_mutex_unlock(&a->mu);
-        if (r.client_gone)
-                log_info("exec name=%s: the client went away; process killed", name);
+        if (killed)
+                log_info("exec name=%s: %s; process killed", name,
+                         r.client_gone ? "the client went away" : r.why ? r.why : "the session ended");
         obuf_free(&s->toclient);
         if (s->wake >= 0)
                 close(s->wake);

@@ -38,8 +38,9 @@ struct agents_config {
 
 /* Start the agents thread.  Timing knobs for tests come from the
  * environment: BANGER_AGENT_HELLO_MS (how long before a missing hello is
- * reported, default 60000) and BANGER_AGENT_POLL_MS (stats poll period
- * for idle timeouts, default 10000). */
+ * reported, default 60000), BANGER_AGENT_POLL_MS (stats poll period
+ * for idle timeouts, default 10000) and BANGER_AGENT_START_MS (how long
+ * the guest has to answer an exec request, default 10000). */
 int agents_new(const struct agents_config *c, struct agents **out, struct bg_err **err);
 /* Stop the thread, close every connection, end every session. */
 void agents_free(struct agents *a);
@@ -72,7 +73,11 @@ bool agents_take_idle(struct agents *a, const char *name);
 
 /* Run one exec session on fd (an upgraded API connection speaking the
  * agent framing; extra: bytes already read from it) until it ends, the
- * client goes away, or *stopping becomes true.  Never closes fd. */
+ * client goes away, or *stopping becomes true (then the client has 1 s to
+ * read the ERROR saying so).  Refusals and deadlines (no EXEC, no answer
+ * from the guest, more than 16 sessions in one sandbox) are ERROR frames
+ * to the client; a guest process still running when the relay ends is
+ * killed.  Never closes fd. */
 void agents_exec_relay(struct agents *a, const char *name, int fd, const char *extra, size_t extra_len,
                        const atomic_bool *stopping);
 

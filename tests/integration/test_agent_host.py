@@ -73,6 +73,7 @@ def real_agent(c):
 def fake_daemon(tmp_path, monkeypatch):
     monkeypatch.setenv("BANGER_FAKE_AGENT", "1")
     monkeypatch.setenv("BANGER_AGENT_HELLO_MS", "1500")
+    monkeypatch.setenv("BANGER_AGENT_START_MS", "2000")
     d = Daemon(tmp_path / "root", resync=0.3)
     d.start()
     channels = []
@@ -255,6 +256,209 @@ def test_client_going_away_kills_the_process_in_the_guest(fake_daemon):
              what="the process to be killed")
 
 
+
+def api_exec(d, name, *fields, window=65536):
+    """An upgraded exec connection, the way `banger vm exec` opens one; sends EXEC with fields if given."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(20)
+    s.connect(str(d.socket))
+    s.sendall(f"POST /v1/sandboxes/{name}/exec HTTP/1.1\r\nHost: b\r\nConnection: Upgrade\r\n"
+              "Upgrade: banger-exec/1\r\nContent-Length: 0\r\n\r\n".encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    assert buf.startswith(b"HTTP/1.1 101"), buf
+    c = aw.Conn(s)
+    c.buf = buf.split(b"\r\n\r\n", 1)[1]
+    if fields:
+        c.send("EXEC", ("ID", 1), *fields, ("WINDOW", window))
+    return c
+
+
+def sh(script):
+    return (("ARG", "sh"), ("ARG", "-c"), ("ARG", script))
+
+
+def started_pid(marker):
+    wait_for(lambda: marker.exists() and marker.read_text().strip(), what="process started")
+    return int(marker.read_text())
+
+
+def wait_killed(pid):
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes().split()[2:3],
+             what=f"process {pid} to be killed")
+
+
+def test_client_read_error_ends_the_session_and_kills_the_process(fake_daemon):
+    d = fake_daemon
+    d.channel("web", real_agent)
+    wait_ready(d, "web")
+    marker = d.root / "marker"
+    c = api_exec(d, "web", *sh(f"echo $$ > {marker}; echo unread; exec sleep 100"))
+    pid = started_pid(marker)
+    time.sleep(0.5)   # "unread" waits in our socket: closing now resets bangerd's side (ECONNRESET)
+    c.sock.close()
+    wait_killed(pid)
+    assert d.get("/v1/version")[0] == 200
+
+
+def test_client_protocol_error_kills_the_process_in_the_guest(fake_daemon):
+    d = fake_daemon
+    d.channel("web", real_agent)
+    wait_ready(d, "web")
+    marker = d.root / "marker"
+    c = api_exec(d, "web", *sh(f"echo $$ > {marker}; exec sleep 100"))
+    pid = started_pid(marker)
+    c.send("HELLO_REQ")   # not a frame a client may send
+    err = c.recv_type("ERROR")
+    assert b"unexpected frame type" in err["MSG"]
+    wait_killed(pid)
+    c.sock.close()
+
+
+def test_guest_that_takes_an_exec_and_never_answers_times_out_and_is_told_to_kill_it(fake_daemon):
+    d = fake_daemon
+    got = []
+
+    def mute(conn):
+        while True:
+            typ, fields = conn.recv()
+            got.append((typ, dict(fields)))
+
+    d.channel("web", hello_then(mute))
+    wait_ready(d, "web")
+    t0 = time.monotonic()
+    r = run_exec(d, "web", "true")
+    assert r.returncode == 1 and b"did not answer the exec request within 2 s" in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 10
+    sid = next(f["ID"] for t, f in got if t == "EXEC")
+    wait_for(lambda: ("SIGNAL", {"ID": sid, "SIGNO": 9}) in got, what="SIGKILL for the session")
+
+
+def test_exec_sessions_per_sandbox_are_capped(fake_daemon):
+    d = fake_daemon
+    d.channel("web", real_agent)
+    wait_ready(d, "web")
+    conns = [api_exec(d, "web", *sh("exec sleep 100")) for _ in range(16)]
+    for c in conns:
+        c.recv_type("STARTED")
+    c = api_exec(d, "web", *sh("true"))
+    err = c.recv_type("ERROR")
+    assert b"too many exec sessions in web (at most 16 at once)" in err["MSG"]
+    conns.pop().sock.close()
+    r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(run_exec(d, "web", "true")),
+                 what="a free slot")
+    assert r.returncode == 0
+    for c in conns:
+        c.sock.close()
+
+
+def test_stopping_bangerd_does_not_wait_for_a_client_that_does_not_read(fake_daemon):
+    d = fake_daemon
+    d.channel("web", real_agent)
+    wait_ready(d, "web")
+    c = api_exec(d, "web", *sh("yes"), window=1 << 20)   # and never read: 1 MiB does not fit in the socket
+    time.sleep(1.5)
+    t0 = time.monotonic()
+    d.proc.send_signal(15)
+    d.wait_exit(8)
+    assert time.monotonic() - t0 < 6
+    c.sock.close()
+
+
+def test_a_guest_failing_the_same_way_is_logged_once_and_backs_off(fake_daemon):
+    d = fake_daemon
+
+    def malformed(conn):
+        conn.sock.sendall(struct.pack(">I", 5) + bytes([2, 4, 0, 200, ord("x")]))
+        time.sleep(5)
+
+    ch = d.channel("web", hello_then(malformed))
+    wait_ready(d, "web", "False", "malformed frame")
+    time.sleep(4)
+    log = d.log.read_text()
+    assert log.count("guest agent sent a malformed frame") == 1, log
+    assert log.count("agent ready name=web") <= 2
+    assert ch.connections <= 6   # 200, 400, 800, 1600 ms ...: not every 200 ms
+
+
+def test_a_hello_with_another_protocol_version_is_the_ready_reason(fake_daemon):
+    d = fake_daemon
+
+    def v2(c):
+        conn = aw.Conn(c)
+        conn.recv()
+        conn.send("HELLO", ("VERSION", 2), ("AGENT", "future"), ("KERNEL", "9.9"))
+        time.sleep(10)
+
+    d.channel("web", v2)
+    wait_ready(d, "web", "False", "the agent speaks protocol version 2; bangerd speaks 1")
+    time.sleep(1.5)   # past BANGER_AGENT_HELLO_MS: still the real reason
+    assert "protocol version 2" in ready(d, "web")["message"]
+
+
+def test_sigint_before_the_command_started_ends_banger_at_once(fake_daemon):
+    d = fake_daemon
+    got = []
+
+    def mute(conn):
+        while True:
+            typ, _ = conn.recv()
+            got.append(typ)
+
+    d.channel("web", hello_then(mute))
+    wait_ready(d, "web")
+    env = dict(os.environ)
+    env.pop("BANGER_ROOT", None)
+    p = subprocess.Popen([str(BANGER), "--root", str(d.root), "vm", "exec", "web", "--", "true"], env=env,
+                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: "EXEC" in got, what="the exec request")
+    time.sleep(0.2)
+    p.send_signal(2)
+    assert p.wait(1.5) == 130
+
+
+def test_second_sigint_ends_banger_when_the_command_ignores_the_first(fake_daemon):
+    d = fake_daemon
+    d.channel("web", real_agent)
+    wait_ready(d, "web")
+    env = dict(os.environ)
+    env.pop("BANGER_ROOT", None)
+    p = subprocess.Popen([str(BANGER), "--root", str(d.root), "vm", "exec", "web", "--", "sh", "-c",
+                          "trap 'echo got INT' INT; echo ready; while :; do sleep 0.05; done"],
+                         env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert p.stdout.readline() == b"ready\n"
+    p.send_signal(2)
+    assert p.stdout.readline() == b"got INT\n"   # the first one is the command's
+    p.send_signal(2)
+    assert p.wait(5) == 130
+
+
+def test_exec_with_stdin_closed_does_not_read_its_own_connection(fake_daemon):
+    d = fake_daemon
+    d.channel("web", real_agent)
+    wait_ready(d, "web")
+    env = dict(os.environ)
+    env.pop("BANGER_ROOT", None)
+    r = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", str(BANGER), "--root", str(d.root), "vm", "exec", "web",
+                        "--", "sh", "-c", "cat; echo end"], capture_output=True, timeout=30, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"end\n"
+
+
+def test_exec_with_a_tty_and_piped_stdin_ends_at_the_end_of_input(fake_daemon):
+    d = fake_daemon
+    d.channel("web", real_agent)
+    wait_ready(d, "web")
+    env = dict(os.environ)
+    env.pop("BANGER_ROOT", None)
+    r = subprocess.run([str(BANGER), "--root", str(d.root), "vm", "exec", "-t", "web", "--", "sh", "-c",
+                        "cat; echo end"], input=b"one\ntwo", capture_output=True, timeout=30, env=env)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.replace(b"\r", b"")   # the terminal echoes the input, then cat prints it
+    assert out.endswith(b"end\n") and out.count(b"two") == 2, r.stdout
+
+
 # ---- the agent's own checks (banger-agent --fd on a socketpair, no bangerd) ----
 
 def agent_pair():
@@ -313,6 +517,106 @@ def test_agent_refuses_a_malformed_frame_and_bad_requests():
     c.sock.sendall(struct.pack(">I", 5) + bytes([3, 9, 0, 200, ord("x")]))   # field past its body
     assert p.wait(10) == 0
 
+
+
+def session_frames(c, sid, until=("EXIT", "ERROR")):
+    """Frames of session sid up to and including one of until: [(type, fields)]."""
+    out = []
+    while True:
+        typ, fields = c.recv()
+        f = dict(fields)
+        if f.get("ID") != sid:
+            continue
+        out.append((typ, f))
+        if typ in until:
+            return out
+
+
+def test_agent_reports_exit_only_after_output_waiting_for_credit_is_read():
+    p, c = agent_pair()
+    c.send("EXEC", ("ID", 1), ("ARG", "head"), ("ARG", "-c"), ("ARG", "50000"), ("ARG", "/dev/zero"),
+           ("WINDOW", 1000))
+    out = b""
+    c.sock.settimeout(1.0)
+    try:   # the process is long gone; its output waits for credit, and so does its EXIT
+        while True:
+            typ, fields = c.recv()
+            f = dict(fields)
+            assert typ != "EXIT", f"EXIT with {len(out)} of 50000 bytes read"
+            if typ == "STDOUT":
+                out += f["DATA"]
+    except socket.timeout:
+        pass
+    assert len(out) == 1000
+    c.sock.settimeout(10)
+    while True:
+        c.send("WINDOW", ("ID", 1), ("N", 7000))   # slowly: longer than the 200 ms grace each time
+        time.sleep(0.3)
+        frames = []
+        c.sock.settimeout(0.2)
+        try:
+            while True:
+                frames.append(c.recv())
+        except socket.timeout:
+            pass
+        c.sock.settimeout(10)
+        out += b"".join(dict(f)["DATA"] for t, f in frames if t == "STDOUT")
+        if any(t == "EXIT" for t, _ in frames):
+            break
+    assert out == b"\0" * 50000
+    assert [dict(f)["CODE"] for t, f in frames if t == "EXIT"] == [0]
+    c.sock.close()
+    assert p.wait(10) == 0
+
+
+def test_agent_drops_a_host_that_stops_reading_and_kills_its_processes(tmp_path):
+    p, c = agent_pair()
+    marker = tmp_path / "pid"
+    c.send("EXEC", ("ID", 1), ("ARG", "sh"), ("ARG", "-c"), ("ARG", f"echo $$ > {marker}; exec sleep 100"),
+           ("WINDOW", 65536))
+    assert c.recv_type("STARTED")["ID"] == 1
+    wait_for(lambda: marker.exists() and marker.read_text().strip(), what="process started")
+    pid = int(marker.read_text())
+    # Ask for more answers than the agent queues (2 MiB) and read none.
+    c.sock.settimeout(20)
+    try:
+        for _ in range(200):
+            c.sock.sendall(aw.frame("HELLO_REQ") * 10000)
+    except OSError:
+        pass   # the agent hung up on us: what this test wants
+    assert p.wait(10) == 0   # --fd mode: the connection is its life
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), what="the process to be killed")
+
+
+def test_agent_pty_master_does_not_leak_into_later_processes():
+    p, c = agent_pair()
+    c.send("EXEC", ("ID", 1), ("ARG", "sh"), ("ARG", "-c"), ("ARG", "read x"), ("TTY", 1), ("WINDOW", 65536))
+    assert c.recv_type("STARTED")["ID"] == 1
+    code, out, _ = c.exec(["ls", "-l", "/proc/self/fd/"], id=2)
+    assert code == 0 and b"/proc/" in out
+    assert b"ptmx" not in out and b"/dev/pts" not in out, out
+    c.sock.close()
+    assert p.wait(10) == 0
+
+
+def test_agent_eof_on_a_tty_ends_the_commands_input():
+    # A terminal has no end of input: EOF becomes its EOF character (twice
+    # after a partial line), as if typed.
+    p, c = agent_pair()
+    for sid, data in ((1, b""), (2, b"one\ntwo\n"), (3, b"no newline")):
+        c.send("EXEC", ("ID", sid), ("ARG", "sh"), ("ARG", "-c"), ("ARG", "stty -echo; cat; echo; echo done"),
+               ("TTY", 1), ("WINDOW", 65536))
+        assert c.recv_type("STARTED")["ID"] == sid
+        time.sleep(0.3)   # stty -echo before the input arrives
+        if data:
+            c.send("STDIN", ("ID", sid), ("DATA", data))
+        c.send("EOF", ("ID", sid))
+        frames = session_frames(c, sid)
+        out = b"".join(f["DATA"] for t, f in frames if t == "STDOUT")
+        assert frames[-1] == ("EXIT", {"ID": sid, "CODE": 0}), frames
+        assert out.replace(b"\r", b"") == data + b"\ndone\n"
+    c.sock.close()
+    assert p.wait(10) == 0
 
 def test_sigint_to_banger_reaches_the_command_and_resize_reaches_its_terminal(fake_daemon):
     d = fake_daemon
