@@ -275,6 +275,19 @@ void write_conn_gone(struct conn *c)
 
 /* ---- power off ---- */
 
+/* Whether pid 1 catches or blocks sig (so a kill() is not lost). */
+static bool init_takes(int sig)
+{
+        char buf[4096];
+        if (!slurp("/proc/1/status", buf, sizeof buf))
+                return true;   /* cannot tell: send it anyway */
+        unsigned long long blk = 0, cgt = 0;
+        const char *b = strstr(buf, "\nSigBlk:"), *c = strstr(buf, "\nSigCgt:");
+        if (!b || !c || sscanf(b, "\nSigBlk: %llx", &blk) != 1 || sscanf(c, "\nSigCgt: %llx", &cgt) != 1)
+                return true;
+        return ((blk | cgt) >> (sig - 1)) & 1;
+}
+
 void shutdown_guest(void)
 {
         char comm[64] = "";
@@ -284,10 +297,16 @@ void shutdown_guest(void)
          * off on SIGRTMIN+4, busybox init on SIGUSR2. */
         int sig = strcmp(comm, "systemd") == 0 ? SIGRTMIN + 4 : SIGUSR2;
         sync();
-        kill(1, sig);
-        for (int i = 0; i < 100; i++)
+        /* The kernel drops a signal pid 1 neither catches nor blocks, and
+         * the host may ask just after switch_root, before init has set its
+         * handlers up: wait (a bounded while) until it would take it. */
+        int i = 0;
+        for (; i < 50 && !init_takes(sig); i++)
                 usleep(100000);
-        /* init did not finish within 10 s: do it ourselves. */
+        kill(1, sig);
+        for (; i < 100; i++)
+                usleep(100000);
+        /* init did not finish within 10 s of the request: do it ourselves. */
         say("init did not power off; forcing it");
         kill(-1, SIGTERM);
         usleep(500000);

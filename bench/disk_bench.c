@@ -89,14 +89,14 @@ static void bench_root(const char *root, const char *image, uint64_t size, bool 
                (unsigned long long)(alloc >> 10));
 }
 
-static void bench_work(const char *root, const char *keys)
+static void bench_work(const char *root, const char *key)
 {
         double t[5];
         for (int i = 0; i < 5; i++) {
                 struct bg_err *err = NULL;
                 _cleanup_free_ char *dest = xasprintf("%s/work-%d.ext4", root, i);
                 double t0 = now_ms();
-                struct workdisk_in in = { .authorized_keys_file = keys };
+                struct workdisk_in in = { .user_key = key };
                 if (workdisk_create(dest, &in, &err) < 0)
                         die("workdisk_create", err);
                 t[i] = now_ms() - t0;
@@ -115,12 +115,13 @@ int main(void)
         }
         _cleanup_free_ char *idir = xasprintf("%s/images/bench", root);
         _cleanup_free_ char *image = xasprintf("%s/rootfs.ext4", idir);
-        _cleanup_free_ char *keys = xasprintf("%s/id.pub", root);
+        _cleanup_free_ char *key = xasprintf("%s/id", root);
+        _cleanup_free_ char *keys = xasprintf("%s.pub", key);
         struct bg_err *err = NULL;
         if (mkdir_p(idir, 0755, &err) < 0)
                 die("mkdir", err);
         make_image(root, image);
-        const char *k = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBench bench\n";
+        const char *k = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBen bench\n";
         if (write_file_atomic(keys, k, strlen(k), 0644, &err) < 0)
                 die("write keys", err);
         printf("disk_bench: image 512 MiB ext4 with 96 MiB of data; %d VMs per row; this filesystem: %s\n",
@@ -129,7 +130,7 @@ int main(void)
         for (int q = 1; q >= 0; q--)
                 for (size_t i = 0; i < ARRAY_SIZE(sizes); i++)
                         bench_root(root, image, sizes[i], q);
-        bench_work(root, keys);
+        bench_work(root, key);
         rm_rf(root, NULL);
         return 0;
 }

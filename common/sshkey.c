@@ -571,6 +571,38 @@ int sshkey_ensure_user_key(const char *path, bool *created, struct bg_err **err)
         return 0;
 }
 
+/* Key types an authorized_keys line may carry (OpenSSH's, minus DSA). */
+static const char *const public_types[] = {
+        "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
+};
+
+int sshkey_check_public_line(const char *line)
+{
+        size_t tl = strcspn(line, " \t");
+        bool known = false;
+        for (size_t i = 0; i < sizeof public_types / sizeof *public_types && !known; i++)
+                known = strlen(public_types[i]) == tl && strncmp(line, public_types[i], tl) == 0;
+        if (!known || !line[tl])
+                return -EINVAL;
+        const char *b = line + tl + strspn(line + tl, " \t");
+        size_t bn = strcspn(b, " \t");
+        for (const char *c = b + bn; *c; c++)
+                if ((unsigned char)*c < 0x20 && *c != '\t')
+                        return -EINVAL;   /* a comment with a newline or control byte */
+        unsigned char *raw = NULL;
+        size_t rawn = 0;
+        if (!bn || !b64_decode(b, bn, &raw, &rawn))
+                return -EINVAL;
+        /* the blob names its own type first: the line's word must match it */
+        struct rd r = { raw, rawn };
+        const unsigned char *t;
+        size_t n;
+        bool ok = rd_str(&r, &t, &n) && n == tl && memcmp(t, line, tl) == 0 && r.n > 0;
+        free(raw);
+        return ok ? 0 : -EINVAL;
+}
+
 int sshkey_read_public(const char *path, char **line, struct bg_err **err)
 {
         _cleanup_free_ char *pubpath = xasprintf("%s.pub", path);
@@ -579,12 +611,14 @@ int sshkey_read_public(const char *path, char **line, struct bg_err **err)
         struct bg_err *e = NULL;
         if (read_file_limited(pubpath, SSHKEY_MAX_FILE, &text, &len, &e) == 0) {
                 text[strcspn(text, "\r\n")] = '\0';
-                if (*text) {
+                /* Only a real public key line: the path may be configured
+                 * by a user and read by root, so nothing else may pass. */
+                if (sshkey_check_public_line(text) == 0) {
                         *line = text;
                         return 0;
                 }
                 free(text);
-                return bg_error(err, EINVAL, "public key '%s' is empty", pubpath);
+                return bg_error(err, EINVAL, "'%s' does not hold an OpenSSH public key line", pubpath);
         }
         if (e->code != ENOENT)
                 return pass_err(err, e);

@@ -97,7 +97,14 @@ int sshkey_user_key_path(const char *configured, const char *home, const char *s
 int sshkey_ensure_user_key(const char *path, bool *created, struct bg_err **err);
 
 /* The public line of the user key at path: path.pub's first line, or
- * derived from an unencrypted private key when path.pub is missing. */
+ * derived from an unencrypted private key when path.pub is missing.
+ * Anything but a well-formed public key line (sshkey_check_public_line)
+ * fails with EINVAL, and none of its text is returned. */
 int sshkey_read_public(const char *path, char **line, struct bg_err **err);
+
+/* 0 when line is "TYPE BASE64 [COMMENT]" for an OpenSSH key type, its blob
+ * decodes and names the same type, and the comment holds no control
+ * character; else -EINVAL. */
+int sshkey_check_public_line(const char *line);
 
 #endif

@@ -40,7 +40,7 @@
 #define STOP_TIMEOUT_MS 10000
 #define MAX_STEPS 32             /* per call; plan converges in far fewer */
 #define AGENT_ACK_MS 3000        /* the guest agent acknowledges a shutdown request */
-#define AGENT_POWEROFF_MS 10000  /* then the guest powers off by itself within this */
+#define AGENT_POWEROFF_MS 12000  /* then the guest powers off within this (the agent forces it at 10 s) */
 
 /* ---- events and records ---- */
 

@@ -46,7 +46,8 @@ struct driver_env {
         const char *state_dir;    /* daemon state: kernels/, images/, vms/<id>/ disks */
         const char *run_dir;      /* runtime: vms/<id>/ sockets, logs, pid files */
         const char *cache_dir;
-        const char *ssh_dir;      /* banger's SSH key (id_ed25519.pub), when present */
+        const char *user_key;     /* banger's user key (config ssh_key_path or the default): guests
+                                   * authorize its public half, read at each prepare */
         const struct bg_config *cfg;   /* qemu_bin, firecracker_bin, ... */
         const struct workdisk_owner *owner;   /* whose files workspace/file_sync read */
 };

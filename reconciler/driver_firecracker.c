@@ -59,7 +59,7 @@ struct fc {
         char *state_dir;       /* catalog lives here */
         char *disk_root;       /* STATE/vms */
         char *run_root;        /* RUN/vms */
-        char *authorized_keys; /* banger's public key, or NULL */
+        char *user_key;        /* driver_env.user_key, or NULL */
         const struct bg_config *cfg;
         const struct workdisk_owner *owner;   /* whose files workspace/file_sync read */
         struct vmm *vmm;
@@ -156,7 +156,7 @@ static int fc_prepare(struct driver *d, struct driver_vm *vm, struct bg_err **er
         }
         if (r == 0 && access(work, F_OK) < 0) {
                 struct workdisk_in wi = {
-                        .authorized_keys_file = f->authorized_keys,
+                        .user_key = f->user_key,
                         .host_key_file = host_key_of(vm),
                         .spec = vm->spec,
                         .config_sync = f->cfg ? f->cfg->file_sync : NULL,
@@ -602,7 +602,7 @@ static void fc_free(struct driver *d)
         free(f->state_dir);
         free(f->disk_root);
         free(f->run_root);
-        free(f->authorized_keys);
+        free(f->user_key);
         free(f);
 }
 
@@ -657,13 +657,7 @@ int driver_firecracker_new(const struct driver_env *env, struct driver **out, st
         f->disk_root = xasprintf("%s/vms", env->state_dir);
         f->run_root = xasprintf("%s/vms", env->run_dir);
         pthread_mutex_init(&f->mu, NULL);
-        if (env->ssh_dir) {
-                char *keys = xasprintf("%s/id_ed25519.pub", env->ssh_dir);
-                if (access(keys, R_OK) == 0)
-                        f->authorized_keys = keys;
-                else
-                        free(keys);
-        }
+        f->user_key = env->user_key ? xstrdup(env->user_key) : NULL;
         if (vmm_new(&f->vmm, err) < 0 || mkdir_p(f->disk_root, 0700, err) < 0 || mkdir_p(f->run_root, 0700, err) < 0) {
                 fc_free(&f->base);
                 return bg_error_wrap(err, "firecracker driver");

@@ -72,7 +72,7 @@ struct qemu {
         char *disk_root;        /* STATE/vms */
         char *run_root;         /* RUN/vms */
         char *probe_cache;      /* RUN/kvm-probe.json */
-        char *ssh_pub;          /* SSH/id_ed25519.pub (used when it exists), or NULL */
+        char *user_key;         /* driver_env.user_key, or NULL */
         const struct bg_config *cfg;
         const struct workdisk_owner *owner;   /* whose files workspace/file_sync read */
         struct vmm *vmm;
@@ -246,9 +246,8 @@ static int make_disks(struct qemu *q, struct driver_vm *vm, struct bg_err **err)
         _cleanup_free_ char *work = xasprintf("%s/work.ext4", dir);
         _cleanup_free_ char *meta = xasprintf("%s/disks.json", dir);
         uint64_t size = vm->spec->disk_size ? vm->spec->disk_size : DEFAULT_DISK_SIZE;
-        const char *keys = q->ssh_pub && access(q->ssh_pub, R_OK) == 0 ? q->ssh_pub : NULL;
         struct workdisk_in wi = {
-                .authorized_keys_file = keys,
+                .user_key = q->user_key,
                 .host_key_file = host_key_of(vm),
                 .spec = vm->spec,
                 .config_sync = q->cfg ? q->cfg->file_sync : NULL,
@@ -742,7 +741,7 @@ static void qemu_free(struct driver *d)
         free(q->disk_root);
         free(q->run_root);
         free(q->probe_cache);
-        free(q->ssh_pub);
+        free(q->user_key);
         pthread_mutex_destroy(&q->mu);
         if (q->accel.bin)
                 qemu_accel_release(&q->accel);
@@ -785,8 +784,7 @@ int driver_qemu_new(const struct driver_env *env, struct driver **out, struct bg
         q->disk_root = xasprintf("%s/vms", env->state_dir);
         q->run_root = xasprintf("%s/vms", env->run_dir);
         q->probe_cache = xasprintf("%s/kvm-probe.json", env->run_dir);
-        if (env->ssh_dir)
-                q->ssh_pub = xasprintf("%s/id_ed25519.pub", env->ssh_dir);
+        q->user_key = env->user_key ? xstrdup(env->user_key) : NULL;
         pthread_mutex_init(&q->mu, NULL);
         if (mkdir_p(q->disk_root, 0700, err) < 0 || mkdir_p(q->run_root, 0700, err) < 0 ||
             vmm_new(&q->vmm, err) < 0) {

@@ -195,19 +195,22 @@ static int lock_state(const char *state_dir, int *fd, struct bg_err **err)
         return 0;
 }
 
-/* banger's user key: made under ssh_dir when absent, so every guest's
- * authorized_keys can name it; a configured ssh_key_path is only read.
- * Fails only for a configured path that cannot be resolved. */
-static int user_key(const struct bg_config *cfg, const char *ssh_dir, struct bg_err **err)
+/* banger's user key (*path, heap): made under ssh_dir when absent, so
+ * every guest's authorized_keys can name it; a configured ssh_key_path is
+ * only read, with "~/" in the sandboxes folder owner's home, as the CLI
+ * and file_sync expand it.  Fails only for a configured path that cannot
+ * be resolved. */
+static int user_key(const struct bg_config *cfg, const char *ssh_dir, const char *home, char **path,
+                    struct bg_err **err)
 {
-        _cleanup_free_ char *path = NULL;
-        if (sshkey_user_key_path(cfg->ssh_key_path, getenv("HOME"), ssh_dir, &path, err) < 0)
+        if (sshkey_user_key_path(cfg->ssh_key_path, home, ssh_dir, path, err) < 0)
                 return -1;
         if (cfg->ssh_key_path && *cfg->ssh_key_path) {
                 char *line = NULL;
                 struct bg_err *e = NULL;
-                if (sshkey_read_public(path, &line, &e) < 0)
-                        log_warn("ssh_key_path %s: %s", path, bg_err_msg(e));
+                if (sshkey_read_public(*path, &line, &e) < 0)
+                        log_warn("ssh_key_path %s: %s (sandboxes cannot be prepared until it can be read)", *path,
+                                 bg_err_msg(e));
                 bg_err_free(e);
                 free(line);
                 return 0;
@@ -217,10 +220,10 @@ static int user_key(const struct bg_config *cfg, const char *ssh_dir, struct bg_
          * whatever public key is there, and nothing is replaced. */
         bool created = false;
         struct bg_err *e = NULL;
-        if (sshkey_ensure_user_key(path, &created, &e) < 0)
+        if (sshkey_ensure_user_key(*path, &created, &e) < 0)
                 log_warn("user key: %s", bg_err_msg(e));
         else if (created)
-                log_info("made user key %s", path);
+                log_info("made user key %s", *path);
         bg_err_free(e);
         return 0;
 }
@@ -245,6 +248,7 @@ int main(int argc, char **argv)
         int lock_fd = -1, sig_fd = -1;
         _cleanup_free_ char *db = NULL;
         _cleanup_free_ char *owner_home = NULL;
+        _cleanup_free_ char *user_key_path = NULL;
         rc = 1;
 
         if (paths_init(&paths, o.root, &err) < 0)
@@ -265,8 +269,6 @@ int main(int argc, char **argv)
         }
         if (lock_state(paths.state_dir, &lock_fd, &err) < 0)
                 goto out;
-        if (user_key(&cfg, paths.ssh_dir, &err) < 0)
-                goto out;
         /* workspace and file_sync read the sandboxes folder owner's files
          * with that owner's rights (workdisk.h). */
         struct stat folder;
@@ -276,11 +278,13 @@ int main(int argc, char **argv)
         }
         owner_home = paths_owner_home(&paths, folder.st_uid);
         struct workdisk_owner owner = { folder.st_uid, folder.st_gid, owner_home };
+        if (user_key(&cfg, paths.ssh_dir, owner_home, &user_key_path, &err) < 0)
+                goto out;
         struct driver_env env = {
                 .state_dir = paths.state_dir,
                 .run_dir = paths.run_dir,
                 .cache_dir = paths.cache_dir,
-                .ssh_dir = paths.ssh_dir,
+                .user_key = user_key_path,
                 .cfg = &cfg,
                 .owner = &owner,
         };

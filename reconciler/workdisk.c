@@ -38,6 +38,7 @@
 #include "err.h"
 #include "log.h"
 #include "spec.h"
+#include "sshkey.h"
 #include "util.h"
 #include "vmm.h"
 #include "workspace.h"
@@ -47,7 +48,6 @@
 #define INODE_COST 4096          /* rough ext4 cost of one inode: table entry, dir entry, tail block */
 #define MAX_DEPTH 256            /* folders nested deeper than this are refused (one fd per level) */
 #define MAX_GROUPS 1024
-#define KEYS_MAX (256 * 1024)
 #define HOST_KEY_MAX (64 * 1024)
 
 /* What the owner pass needs. */
@@ -652,16 +652,16 @@ static int stage_keys(int fd, const struct workdisk_in *in, struct bg_err **err)
                 if (r < 0)
                         return r;
         }
-        if (!in->authorized_keys_file)
+        if (!in->user_key)
                 return 0;
-        _cleanup_free_ char *keys = NULL;
-        size_t len = 0;
-        if (read_file_limited(in->authorized_keys_file, KEYS_MAX, &keys, &len, err) < 0)
-                return bg_error_wrap(err, "authorized keys");
+        _cleanup_free_ char *line = NULL;
+        if (sshkey_read_public(in->user_key, &line, err) < 0)
+                return bg_error_wrap(err, "banger's user key");
+        _cleanup_free_ char *keys = xasprintf("%s\n", line);
         _cleanup_close_ int dir = key_dir(fd, ".ssh", err);
         if (dir < 0)
                 return dir;
-        return put_file_at(dir, "authorized_keys", ".ssh/authorized_keys", keys, len, 0600, err);
+        return put_file_at(dir, "authorized_keys", ".ssh/authorized_keys", keys, strlen(keys), 0600, err);
 }
 
 /* mkfs.ext4 -d staging into a temp file next to dest, renamed to dest. */

@@ -28,7 +28,7 @@ struct workdisk_owner {
 };
 
 struct workdisk_in {
-        const char *authorized_keys_file;   /* NULL: none */
+        const char *user_key;               /* banger's user key: its public half is authorized; NULL: none */
         const char *host_key_file;          /* NULL: none */
         const struct bg_spec *spec;         /* workspace, file_sync, disk_size */
         const struct spec_file_sync *config_sync;   /* config file_sync, applied first */

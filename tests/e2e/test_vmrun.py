@@ -210,6 +210,27 @@ def test_file_sync_from_config_lands_with_its_mode_and_an_escape_fails_cleanly(d
         d.holder.kill()
 
 
+def test_a_configured_ssh_key_path_is_the_key_guests_authorize(d):
+    """config ssh_key_path (here "~/" in the --root's home): bangerd puts
+    its public half in the guest and vm run logs in with it; banger makes
+    no key of its own then."""
+    keys = d.root / "home" / "keys"
+    keys.mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mine", "-f", str(keys / "id")], check=True)
+    (d.root / "config" / "config.yaml").write_text("ssh_key_path: ~/keys/id\n")
+    restart_in_same_netns(d)
+    try:
+        r = cli(d, "vm", "run", "--rm", "--name", "mykey", "--image", "tiny", "--",
+                "cat", "/root/.ssh/authorized_keys")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == (keys / "id.pub").read_text()
+        assert not (d.root / "state" / "ssh" / "id_ed25519").exists() or \
+            "mine" not in (d.root / "state" / "ssh" / "id_ed25519.pub").read_text()
+        assert_nothing_left(d, "mykey")
+    finally:
+        d.holder.kill()
+
+
 def test_interrupting_a_command_with_rm_still_deletes_the_sandbox(d):
     e = dict(os.environ)
     e.pop("BANGER_ROOT", None)

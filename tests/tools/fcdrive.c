@@ -457,7 +457,8 @@ int main(int argc, char **argv)
         h.harness = xasprintf("%s/harness", h.o.root);
         h.cfg.firecracker_bin = h.o.bin ? xstrdup(h.o.bin) : NULL;
         _cleanup_free_ char *ssh = xasprintf("%s/ssh", h.state);
-        struct driver_env env = { .state_dir = h.state, .run_dir = h.run, .cache_dir = h.o.root, .ssh_dir = ssh,
+        _cleanup_free_ char *user_key = xasprintf("%s/id_ed25519", ssh);
+        struct driver_env env = { .state_dir = h.state, .run_dir = h.run, .cache_dir = h.o.root, .user_key = user_key,
                                   .cfg = &h.cfg };
         struct bg_err *err = NULL;
         int status = 0;

@@ -61,7 +61,7 @@ static const char spec_yaml[] =
 
 struct fx {
         char root[64];
-        char *state, *run;
+        char *state, *run, *user_key;
         struct bg_config cfg;
         struct driver_env env;
         struct spec_file *file;
@@ -115,10 +115,11 @@ static int setup(void **state)
         _cleanup_free_ char *fq = xasprintf("%s/fake-qemu", f->root);
         put(fq, fake_qemu, 0755);
         f->cfg.qemu_bin = xstrdup(fq);
+        f->user_key = xasprintf("%s/id_ed25519", f->root);
         f->env = (struct driver_env){ .state_dir = f->state, .run_dir = f->run, .cache_dir = f->root,
-                                      .ssh_dir = f->root, .cfg = &f->cfg };
-        _cleanup_free_ char *pub = xasprintf("%s/id_ed25519.pub", f->root);
-        put(pub, "ssh-ed25519 AAAAtest banger\n", 0644);
+                                      .user_key = f->user_key, .cfg = &f->cfg };
+        _cleanup_free_ char *pub = xasprintf("%s.pub", f->user_key);
+        put(pub, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey banger\n", 0644);
         assert_int_equal(spec_parse_buffer("web.yaml", spec_yaml, strlen(spec_yaml), &f->file), 0);
         assert_true(spec_file_ok(f->file));
         struct bg_err *e = NULL;
@@ -152,6 +153,7 @@ static int teardown(void **state)
         rm_rf(f->root, NULL);
         free(f->state);
         free(f->run);
+        free(f->user_key);
         free(f->cfg.qemu_bin);
         free(f->persisted_cmdline);
         free(f);
@@ -257,7 +259,7 @@ static void test_prepare_makes_both_disks_once(void **state)
         const char *dbg[] = { "debugfs", "-R", "cat /.ssh/authorized_keys", work, NULL };
         _cleanup_free_ char *out = NULL;
         assert_int_equal(vmm_run_tool(dbg, 10000, &out, NULL, NULL), 0);
-        assert_non_null(strstr(out, "ssh-ed25519 AAAAtest banger"));
+        assert_non_null(strstr(out, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey banger"));
 }
 
 static void test_start_persists_before_exec_and_builds_the_command_line(void **state)

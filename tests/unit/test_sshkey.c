@@ -367,6 +367,52 @@ static void test_ensure_user_key_keeps_a_file_it_did_not_make(void **state)
         free(path);
 }
 
+/* What may go into a guest's authorized_keys: real public key lines of
+ * any OpenSSH type, and nothing else a configured path could point at. */
+static void test_only_public_key_lines_pass_the_check(void **state)
+{
+        (void)state;
+        static const struct {
+                const char *line;
+                int want;
+        } cases[] = {
+                { "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey", 0 },
+                { "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey user@host", 0 },
+                { "ssh-ed25519\tAAAAC3NzaC1lZDI1NTE5AAAAIKey a comment with spaces", 0 },
+                { "", -EINVAL },
+                { "ssh-ed25519", -EINVAL },
+                { "ssh-ed25519 ", -EINVAL },
+                { "ssh-ed25519 not-base64!", -EINVAL },
+                { "ssh-ed25519 AAAAtest", -EINVAL },                        /* length past the blob */
+                { "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIKey", -EINVAL },         /* blob names another type */
+                { "ssh-dss AAAAB3NzaC1kc3MAAACBAP", -EINVAL },               /* not a type banger passes */
+                { "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5", -EINVAL },             /* the type and nothing else */
+                { "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey bad\x01comment", -EINVAL },
+                { "root:$6$salt$hash:19000:0:99999:7:::", -EINVAL },
+                { "-----BEGIN OPENSSH PRIVATE KEY-----", -EINVAL },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+                int got = sshkey_check_public_line(cases[i].line);
+                if (got != cases[i].want)
+                        fail_msg("'%s': got %d, want %d", cases[i].line, got, cases[i].want);
+        }
+        /* and the lines ssh-keygen writes for every type banger passes */
+        const char *types[] = { "ed25519", "rsa", "ecdsa" };
+        for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+                char *path = xasprintf("%s/k-%s", dir, types[i]);
+                char *cmd = xasprintf("ssh-keygen -q -t %s -N '' -C 'me@host' -f %s", types[i], path);
+                assert_int_equal(system(cmd), 0);
+                char *line = NULL;
+                struct bg_err *e = NULL;
+                if (sshkey_read_public(path, &line, &e) < 0)
+                        fail_msg("%s: %s", types[i], bg_err_msg(e));
+                assert_int_equal(sshkey_check_public_line(line), 0);
+                free(line);
+                free(cmd);
+                free(path);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -377,6 +423,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_keys_made_by_ssh_keygen_parse_and_encrypted_ones_are_refused,
                                                 setup, teardown),
                 cmocka_unit_test(test_garbage_is_not_a_key),
+                cmocka_unit_test_setup_teardown(test_only_public_key_lines_pass_the_check, setup, teardown),
                 cmocka_unit_test(test_user_key_path_is_default_absolute_or_home_relative),
                 cmocka_unit_test_setup_teardown(test_ensure_user_key_creates_once_and_never_overwrites, setup,
                                                 teardown),

@@ -238,11 +238,12 @@ static bool in_image(const char *img, const char *dir, const char *name)
 static void test_keys_only_disk_holds_banger_keys_with_strict_modes(void **state)
 {
         struct fx *f = *state;
-        _cleanup_free_ char *keys = xasprintf("%s/id_ed25519.pub", f->root);
+        _cleanup_free_ char *key = xasprintf("%s/id_ed25519", f->root);
+        _cleanup_free_ char *keys = xasprintf("%s.pub", key);
         _cleanup_free_ char *hk = xasprintf("%s/ssh_host_ed25519_key", f->root);
         put_as(keys, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey banger\n", 0644, 0);
         put_as(hk, "-----BEGIN OPENSSH PRIVATE KEY-----\nhostkey\n-----END OPENSSH PRIVATE KEY-----\n", 0600, 0);
-        struct workdisk_in in = { .authorized_keys_file = keys, .host_key_file = hk, .owner = &f->owner };
+        struct workdisk_in in = { .user_key = key, .host_key_file = hk, .owner = &f->owner };
         struct bg_err *e = NULL;
         if (workdisk_create(f->dest, &in, &e) < 0)
                 fail_msg("%s", bg_err_msg(e));
@@ -259,11 +260,26 @@ static void test_keys_only_disk_holds_banger_keys_with_strict_modes(void **state
         assert_no_leftovers(f->vmdir);
 
         /* a missing key file fails and leaves nothing, not even the old disk */
-        _cleanup_free_ char *missing = xasprintf("%s/no-such-key.pub", f->root);
-        in.authorized_keys_file = missing;
+        _cleanup_free_ char *missing = xasprintf("%s/no-such-key", f->root);
+        in.user_key = missing;
         assert_int_equal(workdisk_create(f->dest, &in, &e), -ENOENT);
-        assert_non_null(strstr(bg_err_msg(e), "no-such-key.pub"));
+        assert_non_null(strstr(bg_err_msg(e), "no-such-key"));
         bg_err_free(e);
+        e = NULL;
+        assert_false(exists(f->dest));
+        assert_no_leftovers(f->vmdir);
+
+        /* a "public key" that is any other file (a configured ssh_key_path
+         * aimed at a secret) is refused, and none of it reaches the disk */
+        _cleanup_free_ char *other = xasprintf("%s/shadow", f->root);
+        _cleanup_free_ char *other_pub = xasprintf("%s.pub", other);
+        put_as(other_pub, "root:$6$secret:19000:0:99999:7:::\n", 0600, 0);
+        in.user_key = other;
+        assert_int_equal(workdisk_create(f->dest, &in, &e), -EINVAL);
+        assert_non_null(strstr(bg_err_msg(e), "does not hold an OpenSSH public key line"));
+        assert_null(strstr(bg_err_msg(e), "secret"));
+        bg_err_free(e);
+        e = NULL;
         assert_false(exists(f->dest));
         assert_no_leftovers(f->vmdir);
 }
@@ -443,10 +459,11 @@ static void test_guest_paths_banger_manages_are_refused(void **state)
         refused(f, "  file_sync: [{host: ~/b, guest: ~/}]\n", EPERM, "would replace banger's ~/.banger");
 
         /* the rest of ~/.ssh is the user's, beside banger's key */
-        _cleanup_free_ char *keys = xasprintf("%s/id.pub", f->root);
-        put_as(keys, "ssh-ed25519 AAAA banger\n", 0644, 0);
+        _cleanup_free_ char *key = xasprintf("%s/id", f->root);
+        _cleanup_free_ char *keys = xasprintf("%s.pub", key);
+        put_as(keys, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey banger\n", 0644, 0);
         struct bg_spec *s = parse_spec("  file_sync: [{host: ~/ssh/config, guest: ~/.ssh/config}]\n");
-        struct workdisk_in in = { .authorized_keys_file = keys, .spec = s, .owner = &f->owner };
+        struct workdisk_in in = { .user_key = key, .spec = s, .owner = &f->owner };
         struct bg_err *e = NULL;
         if (workdisk_create(f->dest, &in, &e) < 0)
                 fail_msg("%s", bg_err_msg(e));
