@@ -790,6 +790,21 @@ int workspace_branch(const char *repo_path, const char *branch, const char *from
         _cleanup_(repo_freep) git_repository *repo = NULL;
         if (git_repository_open_ext(&repo, repo_path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
                 return bg_error(err, EINVAL, "workspace '%s': open repository: %s", repo_path, lg2_msg());
+        /* The copy's .git/config and commondir are the user's text: the
+         * checkout must land in this copy (not where a core.worktree
+         * says), and its refs and index must be this copy's own. */
+        _cleanup_free_ char *real = realpath(repo_path, NULL);
+        if (!real)
+                return bg_error(err, errno, "workspace '%s': %s", repo_path, strerror(errno));
+        _cleanup_free_ char *workdir = xasprintf("%s/", real);
+        _cleanup_free_ char *gitdir = xasprintf("%s/.git/", real);
+        const char *wd = git_repository_workdir(repo), *common = git_repository_commondir(repo);
+        if (!wd || strcmp(wd, workdir) != 0)
+                return bg_error(err, EINVAL, "workspace '%s': its .git names another working tree (%s)", repo_path,
+                                wd ? wd : "none");
+        if (!common || strcmp(common, gitdir) != 0 || strcmp(git_repository_path(repo), gitdir) != 0)
+                return bg_error(err, EINVAL, "workspace '%s': its .git points elsewhere (commondir %s)", repo_path,
+                                common ? common : "?");
         _cleanup_(object_freep) git_object *commit = NULL;
         r = resolve_commit(repo, from, &commit, err);
         if (r < 0)

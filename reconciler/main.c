@@ -230,6 +230,7 @@ static int user_key(const struct bg_config *cfg, const char *ssh_dir, const char
 
 int main(int argc, char **argv)
 {
+        workdisk_branch_main(argc, argv);   /* a --branch helper run: never returns */
         struct opts o;
         int rc = parse_opts(argc, argv, &o);
         if (rc)

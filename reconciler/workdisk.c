@@ -11,10 +11,17 @@
  *                  dir is root's, 0700), so every write goes through its
  *                  dirfd: openat/mkdirat, component by component, never
  *                  following a symlink.
+ *   the branch     with --branch, libgit2 must read the copied .git, which
+ *                  is the user's text (core.worktree, commondir, alternates,
+ *                  config includes) and wants paths, not dirfds.  It runs in
+ *                  a helper process (this executable again, see
+ *                  workdisk_branch_main) chrooted into the staging folder
+ *                  and holding only the owner's uid and gid: whatever the
+ *                  .git says, it can reach nothing else.
  *   as root        back to root's identity on every path; everything staged
- *                  is lchown'd to 0:0, the workspace branch is made, and
- *                  banger's own files (authorized_keys, the host key) are
- *                  written, so no user file can take their place.
+ *                  is lchown'd to 0:0, and banger's own files
+ *                  (authorized_keys, the host key) are written, so no user
+ *                  file can take their place.
  *   mkfs           the staged bytes size the image; mkfs.ext4 -d copies the
  *                  folder (modes and owners) into a temp file, renamed to
  *                  dest.  The staging folder is always removed, and a
@@ -26,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -689,6 +697,72 @@ static int make_image(const char *dest, const char *staging, uint64_t size, uint
         return r;
 }
 
+#define BRANCH_FLAG "--workspace-branch"
+#define BRANCH_TIMEOUT_MS (5 * 60 * 1000)
+#define BRANCH_ERROR "banger-branch-error"
+
+/* Run workdisk_branch_main in a new process of this executable. */
+static int branch_in_helper(const char *staging, const char *name, const struct spec_workspace *w,
+                            const struct workdisk_owner *o, struct bg_err **err)
+{
+        char uid[24], gid[24];
+        snprintf(uid, sizeof uid, "%u", (unsigned)o->uid);
+        snprintf(gid, sizeof gid, "%u", (unsigned)o->gid);
+        const char *argv[] = { "/proc/self/exe", BRANCH_FLAG, staging, name, w->branch, w->from ? w->from : "",
+                               uid, gid, NULL };
+        _cleanup_free_ char *out = NULL;
+        int status = -1;
+        struct bg_err *e = NULL;
+        if (vmm_run_tool(argv, BRANCH_TIMEOUT_MS, &out, &status, &e) == 0)
+                return 0;
+        /* Its own failure is one line: BRANCH_ERROR CODE MESSAGE. */
+        const char *mine = out ? strstr(out, BRANCH_ERROR " ") : NULL;
+        int code = 0, at = 0;
+        if (status != 1 || !mine || sscanf(mine, BRANCH_ERROR " %d %n", &code, &at) != 1 || code <= 0) {
+                int r = bg_error(err, e ? e->code : EIO, "workspace branch: %s", bg_err_msg(e));
+                bg_err_free(e);
+                return r;
+        }
+        bg_err_free(e);
+        char *msg = (char *)mine + at;
+        msg[strcspn(msg, "\n")] = '\0';
+        return bg_error(err, code, "%s", msg);
+}
+
+int workdisk_branch_main(int argc, char **argv)
+{
+        if (argc != 8 || strcmp(argv[1], BRANCH_FLAG) != 0)
+                return -1;
+        const char *staging = argv[2], *name = argv[3], *branch = argv[4], *from = argv[5];
+        char *end = NULL;
+        unsigned long uid = strtoul(argv[6], &end, 10), gid = strtoul(argv[7], &end, 10);
+        if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
+                fprintf(stderr, "workspace branch: bad folder name\n");
+                _exit(2);
+        }
+        /* Into the staging folder, then drop root for good: after this,
+         * only the copy exists and only the owner's rights apply. */
+        if (chdir(staging) < 0 || chroot(".") < 0 || chdir("/") < 0) {
+                fprintf(stderr, "workspace branch: chroot %s: %s\n", staging, strerror(errno));
+                _exit(1);
+        }
+        if (geteuid() == 0 && uid != 0 &&
+            (setgroups(0, NULL) < 0 || setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0 ||
+             setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)) {
+                fprintf(stderr, "workspace branch: drop to uid %lu: %s\n", uid, strerror(errno));
+                _exit(1);
+        }
+        _cleanup_free_ char *repo = xasprintf("/%s", name);
+        struct bg_err *e = NULL;
+        if (workspace_branch(repo, branch, *from ? from : NULL, &e) < 0) {
+                fprintf(stderr, BRANCH_ERROR " %d %s\n", e ? e->code : EIO, bg_err_msg(e));
+                _exit(1);
+        }
+        /* _exit: no atexit work (a sanitizer's leak check wants the /proc
+         * this chroot does not have). */
+        _exit(0);
+}
+
 /* Everything between the staging folder and the image; fd is staging's. */
 static int build(const char *dest, const char *staging, int fd, const struct workdisk_in *in, struct tally *t,
                  struct bg_err **err)
@@ -709,17 +783,14 @@ static int build(const char *dest, const char *staging, int fd, const struct wor
                         r = stage_owned(&st, in, &ws_name, err);
                         become_root(&id);
                 }
+                if (r == 0 && ws_name && spec->workspace->branch)
+                        r = branch_in_helper(staging, ws_name, spec->workspace, in->owner, err);
                 free(st.home_real);
                 if (r < 0)
                         return r;
                 if (geteuid() == 0 && fchown(fd, 0, 0) < 0)
                         return bg_error(err, errno, "chown '%s': %s", staging, strerror(errno));
                 if (geteuid() == 0 && walk(fd, "", true, NULL, 0, err) < 0)
-                        return -EIO;
-        }
-        if (ws_name && spec->workspace->branch) {
-                _cleanup_free_ char *repo = xasprintf("%s/%s", staging, ws_name);
-                if (workspace_branch(repo, spec->workspace->branch, spec->workspace->from, err) < 0)
                         return -EIO;
         }
         if (stage_keys(fd, in, err) < 0 || walk(fd, "", false, t, 0, err) < 0)

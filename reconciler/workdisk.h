@@ -53,4 +53,10 @@ struct workdisk_in {
 #define WORKDISK_MIN_SIZE (1ull << 30)
 int workdisk_create(const char *dest, const struct workdisk_in *in, struct bg_err **err);
 
+/* The --branch helper workdisk_create runs (this executable again, argv[1]
+ * "--workspace-branch"): every program that can build a work disk with a
+ * branch calls it first thing in main().  Returns -1 when argv is not the
+ * helper's; otherwise it never returns. */
+int workdisk_branch_main(int argc, char **argv);
+
 #endif

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/fsuid.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -556,7 +557,7 @@ static void test_files_are_read_with_the_owner_rights(void **state)
 
 static void git(const char *repo, const char *args)
 {
-        _cleanup_free_ char *cmd = xasprintf("cd '%s' && GIT_CONFIG_NOSYSTEM=1 HOME='%s' git -c user.name=t "
+        _cleanup_free_ char *cmd = xasprintf("cd '%s' && GIT_CONFIG_NOSYSTEM=1 HOME='%s' git -c safe.directory='*' -c user.name=t "
                                              "-c user.email=t@t -c init.defaultBranch=main %s >/dev/null 2>&1",
                                              repo, repo, args);
         if (system(cmd) != 0)
@@ -614,6 +615,62 @@ static void test_workspace_branch_and_untracked_files(void **state)
         free(text);
 }
 
+/* The --branch helper, as workdisk_create runs it, on a staged copy whose
+ * .git is hostile: it names a working tree elsewhere (a folder anyone may
+ * write, so only the helper's confinement can keep the checkout out). */
+static int branch_helper(struct fx *f, const char *staging, const char *from)
+{
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);   /* a shell's would be the shell */
+        assert_true(n > 0);
+        self[n] = '\0';
+        _cleanup_free_ char *cmd = xasprintf("'%s' --workspace-branch '%s' proj b %s %u %u >/dev/null 2>&1", self,
+                                             staging, from, (unsigned)f->owner.uid, (unsigned)f->owner.gid);
+        int ws = system(cmd);
+        return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128;
+}
+
+static void test_the_branch_helper_stays_in_the_copy_whatever_its_git_says(void **state)
+{
+        struct fx *f = *state;
+        make_repo(f);
+        _cleanup_free_ char *repo = xasprintf("%s/proj", f->home);
+        git(repo, "checkout -q -b other");
+        put(f, "proj/evil.txt", "written by the checkout\n", 0644);
+        git(repo, "add evil.txt");
+        git(repo, "commit -q -m evil");
+        git(repo, "checkout -q main");
+        give(f, repo);
+
+        _cleanup_free_ char *victim = xasprintf("%s/victim", f->outside);
+        assert_int_equal(mkdir(victim, 0777), 0);
+        assert_int_equal(chmod(victim, 0777), 0);
+        for (int hostile = 0; hostile < 2; hostile++) {
+                _cleanup_free_ char *staging = xasprintf("%s/.work-staging-%d", f->vmdir, hostile);
+                _cleanup_free_ char *cp = xasprintf("mkdir -p '%s' && cp -a '%s' '%s/' && chown %u:%u '%s'", staging,
+                                                    repo, staging, (unsigned)f->owner.uid, (unsigned)f->owner.gid,
+                                                    staging);
+                assert_int_equal(system(cp), 0);
+                if (hostile) {
+                        _cleanup_free_ char *cfg = xasprintf("git config -f '%s/proj/.git/config' core.worktree '%s'",
+                                                             staging, victim);
+                        assert_int_equal(system(cfg), 0);
+                }
+                int rc = branch_helper(f, staging, "other");
+                _cleanup_free_ char *in_copy = xasprintf("%s/proj/evil.txt", staging);
+                _cleanup_free_ char *in_victim = xasprintf("%s/evil.txt", victim);
+                if (!hostile) {   /* the control: the same checkout does write */
+                        assert_int_equal(rc, 0);
+                        assert_true(exists(in_copy));
+                } else {
+                        assert_int_equal(rc, 1);
+                        assert_false(exists(in_copy));
+                }
+                assert_false(exists(in_victim));
+                rm_rf(staging, NULL);
+        }
+}
+
 static void test_workspace_errors_leave_nothing(void **state)
 {
         struct fx *f = *state;
@@ -637,8 +694,9 @@ static void test_workspace_errors_leave_nothing(void **state)
                 "workspace and file_sync need at least 3 MiB, more than disk_size 1 MiB");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+        workdisk_branch_main(argc, argv);   /* the --branch helper runs this binary again */
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
         const struct CMUnitTest tests[] = {
                 T(test_keys_only_disk_holds_banger_keys_with_strict_modes),
@@ -655,6 +713,7 @@ int main(void)
                 T(test_workspace_lands_at_its_name_as_a_real_repository),
                 T(test_workspace_branch_and_untracked_files),
                 T(test_workspace_errors_leave_nothing),
+                T(test_the_branch_helper_stays_in_the_copy_whatever_its_git_says),
         };
 #undef T
         return cmocka_run_group_tests_name("workdisk", tests, NULL, NULL);
