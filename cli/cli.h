@@ -14,6 +14,7 @@
 #define EXIT_OK 0
 #define EXIT_ERR 1
 #define EXIT_USAGE 2
+#define EXIT_INTERRUPTED 130   /* ^C, as a shell reports it */
 
 /* Default for --timeout of apply and delete, in seconds. */
 #define CLI_DEFAULT_TIMEOUT 120

@@ -280,9 +280,27 @@ static void created_release(struct created *c)
 }
 
 /* Remove what vm run wrote after a failure, saying so. */
+static void on_interrupt(int sig)
+{
+        (void)sig;
+        sshx_interrupted = 1;
+}
+
+/* ^C while waiting for SSH or during a command ends them, not banger:
+ * --rm still has a sandbox to delete.  No SA_RESTART, so poll() wakes. */
+static void catch_interrupts(void)
+{
+        struct sigaction sa = { .sa_handler = on_interrupt };
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+}
+
 static void undo_create(struct cli *cli, const char *name)
 {
         const char *names[] = { name };
+        sshx_interrupted = 0;   /* a ^C that got us here must not cut the clean-up short */
         fprintf(stderr, "banger: removing sandbox/%s\n", name);
         cli_delete_names(cli, names, 1, true, CLI_DEFAULT_TIMEOUT, stderr);
 }
@@ -346,6 +364,8 @@ static int create_sandbox(struct cli *cli, const struct run_opts *o, struct crea
         body = spec_to_yaml(spec);
         yaml = xasprintf("# written by `banger vm %s` at %s\n%s", o->create_only ? "create" : "run", when, body);
         bool changed = false;
+        /* From here on there is a sandbox to remove if the user gives up. */
+        catch_interrupts();
         if (folder_put(&f, c->name, yaml, &changed, &err) < 0)
                 goto fail;
         timing("spec-written");
@@ -359,6 +379,7 @@ static int create_sandbox(struct cli *cli, const struct run_opts *o, struct crea
         wait_targets_release(&t, 1);
         if (w != EXIT_OK) {
                 undo_create(cli, c->name);
+                rc = w == EXIT_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_ERR;
                 goto out;
         }
         timing("running");
@@ -484,7 +505,7 @@ static int run_session(struct cli *cli, const struct run_opts *o, struct created
                                 c->name);
                         *keep = true;
                 }
-                return r == -EINTR ? 130 : EXIT_ERR;
+                return r == -EINTR ? EXIT_INTERRUPTED : EXIT_ERR;
         }
         timing("ssh-ready");
         if (c->has_ws && has_tooling_file(&c->ws))
@@ -502,29 +523,12 @@ static int run_session(struct cli *cli, const struct run_opts *o, struct created
                         cli_error("%s", bg_err_msg(err));
                         bg_err_free(err);
                         /* 130 as a shell reports ^C; 255 as ssh(1) reports a broken connection */
-                        status = r2 == -EINTR ? 130 : 255;
+                        status = r2 == -EINTR ? EXIT_INTERRUPTED : 255;
                 }
                 sshx_close(s);
         }
         timing("command-done");
         return status;
-}
-
-static void on_interrupt(int sig)
-{
-        (void)sig;
-        sshx_interrupted = 1;
-}
-
-/* ^C while waiting for SSH or during a command ends them, not banger:
- * --rm still has a sandbox to delete.  No SA_RESTART, so poll() wakes. */
-static void catch_interrupts(void)
-{
-        struct sigaction sa = { .sa_handler = on_interrupt };
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
 }
 
 static int run_or_create(struct cli *cli, int argc, char **argv, bool create_only)
@@ -546,10 +550,10 @@ static int run_or_create(struct cli *cli, int argc, char **argv, bool create_onl
                 return EXIT_OK;
         }
         bool keep = false;
-        catch_interrupts();
         int status = run_session(cli, &o, &c, &keep);
         if (o.rm && !keep) {
                 const char *names[] = { c.name };
+                sshx_interrupted = 0;   /* the ^C was the session's: the deletion still waits */
                 fflush(stdout);
                 if (cli_delete_names(cli, names, 1, true, CLI_DEFAULT_TIMEOUT, stderr) != EXIT_OK && status == 0)
                         status = EXIT_ERR;

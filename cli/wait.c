@@ -10,6 +10,7 @@
 #include "client.h"
 #include "err.h"
 #include "sandbox.h"
+#include "sshexec.h"
 #include "util.h"
 
 #define POLL_MS 25   /* an API GET costs well under a millisecond */
@@ -111,6 +112,12 @@ int wait_converged(struct client *c, struct wait_target *ts, size_t n, int timeo
                                 if (!ts[i].done)
                                         timeout_message(&ts[i], timeout);
                         return EXIT_ERR;
+                }
+                /* A command that catches ^C (vm run) stops waiting and
+                 * cleans up; elsewhere ^C ends banger as usual. */
+                if (sshx_interrupted) {
+                        fprintf(stderr, "banger: interrupted\n");
+                        return EXIT_INTERRUPTED;
                 }
                 sleep_ms(POLL_MS);
         }

@@ -19,6 +19,8 @@
 #include "known_hosts.h"
 #include "util.h"
 
+#define SESSION_TIMEOUT_MS 30000   /* one blocking libssh2 call, once logged in */
+
 volatile sig_atomic_t sshx_interrupted;
 
 struct sshx {
@@ -154,6 +156,9 @@ int sshx_connect(const struct ssh_target *t, int timeout_ms, struct sshx **out, 
                               ssh_errmsg(s->session));
                 goto fail;
         }
+        /* The connect's own deadline (as little as 100 ms) must not bound
+         * the blocking calls of the session (channel open, exec, close). */
+        libssh2_session_set_timeout(s->session, SESSION_TIMEOUT_MS);
         *out = s;
         return 0;
 fail:

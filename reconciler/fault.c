@@ -7,13 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "err.h"
 #include "log.h"
 #include "util.h"
 
-enum fault_kind { FAULT_CRASH, FAULT_FAIL, FAULT_FLAG };
+enum fault_kind { FAULT_CRASH, FAULT_FAIL, FAULT_STALL, FAULT_FLAG };
+
+#define STALL_MS 3000
 
 struct fault {
         enum fault_kind kind;
@@ -47,10 +50,12 @@ int fault_configure(const char *spec, struct bg_err **err)
                         f->kind = FAULT_CRASH;
                 else if (strcmp(tok, "fail") == 0)
                         f->kind = FAULT_FAIL;
+                else if (strcmp(tok, "stall") == 0)
+                        f->kind = FAULT_STALL;
                 else if (strcmp(tok, "die") == 0)
                         f->kind = FAULT_FLAG;
                 else
-                        return bg_error(err, EINVAL, "fault kind '%s': want crash, fail or die", tok);
+                        return bg_error(err, EINVAL, "fault kind '%s': want crash, fail, stall or die", tok);
                 char *star = strchr(point, '*');
                 if (star) {
                         *star = '\0';
@@ -96,6 +101,12 @@ int fault_hit(const char *point, const char *name, struct bg_err **err)
                         continue;
                 if (f->remaining > 0)
                         __atomic_sub_fetch(&f->remaining, 1, __ATOMIC_SEQ_CST);
+                if (f->kind == FAULT_STALL) {
+                        log_warn("injected stall point=%s name=%s ms=%d", point, name ? name : "", STALL_MS);
+                        struct timespec ts = { STALL_MS / 1000, (STALL_MS % 1000) * 1000000L };
+                        nanosleep(&ts, NULL);
+                        continue;
+                }
                 return bg_error(err, EIO, "injected failure at %s", point);
         }
         return 0;

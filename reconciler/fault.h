@@ -3,6 +3,8 @@
  * Enabled only with the fake driver.  BANGER_FAULTS holds a comma list of
  *   crash:POINT        the daemon kills itself with SIGKILL at POINT
  *   fail:POINT[*N]     the step at POINT fails (N times; forever without *N)
+ *   stall:POINT[*N]    the step at POINT sleeps 3 s, then goes on (a slow
+ *                      step, for clients that must cope with one)
  *   die:start          fake VMs exit with status 1 right after they start
  * POINT is "<action>.<before|mid|after>", e.g. "prepare.mid", "start.after",
  * "create-record.after", "forget.before".  An optional "@NAME" suffix on

@@ -151,3 +151,27 @@ def test_vm_ssh_refuses_missing_and_stopped_sandboxes(daemon):
     r = banger(daemon.root, "vm", "ssh", "off", "--", "true")
     assert r.returncode == 1
     assert "sandbox/off is Stopped, not Running: banger vm start first" in r.stderr
+
+
+def test_interrupting_the_wait_for_running_removes_what_vm_run_created(make_daemon):
+    """^C while bangerd is still creating (a start stalled 3 s): vm run
+    stops waiting, removes its spec file and waits until the sandbox is
+    gone, and exits 130, with or without --rm."""
+    import signal
+    from bangertest import BANGER, wait_for
+    d = make_daemon(faults="stall:start.before").start()
+    env = dict(os.environ)
+    env.pop("BANGER_ROOT", None)
+    p = subprocess.Popen([str(BANGER), "--root", str(d.root), "vm", "run", "--name", "intr", "--", "true"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for(lambda: (d.sandboxes / "intr.yaml").exists(), what="the spec file")
+        wait_for(lambda: d.phase("intr") == "Starting", what="the stalled start")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "removing sandbox/intr" in err
+    assert not (d.sandboxes / "intr.yaml").exists()
+    assert d.get("/v1/sandboxes/intr")[0] == 404

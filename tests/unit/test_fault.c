@@ -37,6 +37,8 @@ static const char *const good[] = {
         "die:start@db",
         "fail:prepare.before,die:start,crash:forget.before@x",
         "fail:a.before,,fail:b.before",   /* empty items are skipped */
+        "stall:start.before",
+        "stall:start.before*1@web",
 };
 
 static void test_good_specs_parse(void **state)
@@ -58,7 +60,7 @@ struct bad_row {
 
 static const struct bad_row bad[] = {
         { "boom:prepare.before", "fault kind 'boom'" },
-        { "Fail:prepare.before", "want crash, fail or die" },
+        { "Fail:prepare.before", "want crash, fail, stall or die" },
         { "prepare.before", "want KIND:POINT" },
         { "fail:prepare.before,nocolon", "fault 'nocolon'" },
         { "fail:prepare.before*0", "bad count" },
@@ -109,6 +111,23 @@ static void test_count_with_trailing_text_rejected(void **state)
         bg_err_free(e);
         e = NULL;
         assert_int_equal(fault_hit("start.mid", "web", &e), 0);
+        fault_configure(NULL, NULL);
+}
+
+static void test_stall_sleeps_then_goes_on_as_counted(void **state)
+{
+        (void)state;
+        struct bg_err *e = NULL;
+        assert_int_equal(fault_configure("stall:start.before*1@web", &e), 0);
+        int64_t t0 = now_mono_ms();
+        assert_int_equal(fault_hit("start.before", "db", &e), 0);
+        assert_true(now_mono_ms() - t0 < 1000);   /* another sandbox: no stall */
+        assert_int_equal(fault_hit("start.before", "web", &e), 0);
+        assert_null(e);
+        assert_true(now_mono_ms() - t0 >= 2900);
+        t0 = now_mono_ms();
+        assert_int_equal(fault_hit("start.before", "web", &e), 0);   /* used up */
+        assert_true(now_mono_ms() - t0 < 1000);
         fault_configure(NULL, NULL);
 }
 
@@ -265,6 +284,7 @@ int main(void)
                 T(test_good_specs_parse),
                 T(test_bad_specs_rejected),
                 T(test_count_with_trailing_text_rejected),
+                T(test_stall_sleeps_then_goes_on_as_counted),
                 T(test_too_many_faults_rejected),
                 T(test_longest_point_accepted),
                 T(test_nothing_configured_hits_nothing),
