@@ -58,6 +58,7 @@
 #define STOP_DRAIN_MS 1000              /* bangerd stopping: what a client has that long to read */
 #define NOT_LISTENING "the guest agent is not listening on vsock yet"
 #define READS_PER_TURN 4
+#define POLL_ANSWER_MS 10000            /* an idle poll unanswered this long is given up */
 
 struct obuf {
         uint8_t *p;
@@ -144,17 +145,22 @@ struct agent {
         int64_t first_hello_us;  /* guest /init start to its first hello, -1: none yet */
         int64_t first_start_us;  /* the agent's start to its first hello */
         char reason[256];        /* why the last connection ended, "" if none */
+        bool sticky;             /* reason is the guest's doing (after the transport was up): it stays
+                                  * through reconnects until a good hello */
+        char why[256];           /* a violation worded for conn_close */
         char logged[256];        /* the last failure logged: a repeat is not logged again */
         bool flapping;           /* connections end the same way right after their hello */
         bool stalled;            /* the guest stopped reading: the agents thread closes it */
         json_t *hello;
         int64_t connected_ms, next_try_ms;
+        int64_t waiting_since_ms;   /* tracked, or its last working agent went away */
         unsigned fails;
         uint64_t next_id;
         struct session *sessions;
         struct pending *pending;
         int64_t idle_timeout_ms, idle_since_ms, next_poll_ms;
         uint64_t poll_id;
+        int64_t poll_sent_ms;
         bool idle_fired;
         struct sample prev, last;   /* last: the latest stats reply, for rates */
         struct sample before_last;
@@ -232,6 +238,7 @@ static void session_end(struct session *s)
  * condition.  Waiters and sessions learn of it at once. */
 static void conn_close(struct agents *a, struct agent *ag, const char *reason)
 {
+        enum conn_state st = ag->st;
         /* Log on a change only: a guest that fails the same way on every
          * reconnect (never listens, says hello and then breaks the
          * protocol) is one line, not one per attempt.  A connection that
@@ -255,6 +262,9 @@ static void conn_close(struct agents *a, struct agent *ag, const char *reason)
         }
         if (ag->fd >= 0)
                 close(ag->fd);
+        if (ag->up || ag->ready)
+                ag->waiting_since_ms = now_mono_ms();
+        ag->prev.have = false;   /* idleness is measured afresh on the next connection */
         ag->fd = -1;
         ag->stalled = false;
         ag->st = C_DOWN;
@@ -264,6 +274,7 @@ static void conn_close(struct agents *a, struct agent *ag, const char *reason)
         ag->hs_len = 0;
         obuf_free(&ag->out);
         snprintf(ag->reason, sizeof ag->reason, "%s", reason ? reason : "");
+        ag->sticky = reason && st == C_OPEN;
         int64_t backoff = BACKOFF_MIN_MS;
         for (unsigned i = 0; i < ag->fails && backoff < BACKOFF_MAX_MS; i++)
                 backoff *= 2;
@@ -319,7 +330,8 @@ static void conn_open(struct agents *a, struct agent *ag)
         }
         ag->fd = fd;
         ag->connected_ms = now_mono_ms();
-        ag->reason[0] = '\0';
+        if (!ag->sticky)
+                ag->reason[0] = '\0';
         if (ag->vsock) {
                 char line[32];
                 int n = snprintf(line, sizeof line, "CONNECT %u\n", AGP_VSOCK_PORT);
@@ -396,31 +408,68 @@ static void session_unlink(struct agent *ag, struct session *s)
         }
 }
 
-/* Re-frame m for the client: the same type and fields, id 1. */
-static int reframe(const struct agp_msg *m, struct obuf *to)
+/* Queue for the client the frame it gets for the guest's m: the same type
+ * with id 1 and only the fields that type has, each checked (a guest's
+ * text reaches the user's terminal: printable ASCII only).  window: the
+ * stdin credit a WINDOW actually added.  A violation returns its reason. */
+static const char *relay(struct session *s, const struct agp_msg *m, uint64_t window)
 {
         struct agp_out *o = xmalloc(sizeof *o);
         agp_begin(o, m->type);
-        size_t pos = 0, n;
-        uint8_t tag;
-        const uint8_t *v;
-        while (agp_next(m, &pos, &tag, &v, &n)) {
-                if (tag == AGT_ID)
-                        agp_put_u64(o, AGT_ID, 1);
+        agp_put_u64(o, AGT_ID, 1);
+        const char *bad = NULL;
+        uint64_t v = 0;
+        const uint8_t *d = NULL;
+        size_t n = 0;
+        switch (m->type) {
+        case AGP_STDOUT:
+        case AGP_STDERR:
+                agp_get_bytes(m, AGT_DATA, &d, &n);
+                agp_put_bytes(o, AGT_DATA, d, n);
+                break;
+        case AGP_WINDOW:
+                agp_put_u64(o, AGT_N, window);
+                break;
+        case AGP_STARTED:
+                if (agp_get_u64(m, AGT_PID, &v) == 0)
+                        agp_put_u64(o, AGT_PID, v);
+                break;
+        case AGP_EXIT:
+                if (agp_get_u64(m, AGT_CODE, &v) == 0 && v <= 255)
+                        agp_put_u64(o, AGT_CODE, v);
+                else if (agp_get_u64(m, AGT_SIGNO, &v) == 0 && v >= 1 && v <= 64)
+                        agp_put_u64(o, AGT_SIGNO, v);
                 else
-                        agp_put_bytes(o, tag, v, n);
+                        bad = "guest agent sent an exit without a valid code or signal";
+                break;
+        case AGP_ERROR: {
+                char *msg = xmalloc(AGP_MAX_STR + 1), *clean = xmalloc(AGP_MAX_STR + 1);
+                v = EIO;
+                agp_get_u64(m, AGT_ERRNO, &v);
+                agp_put_u64(o, AGT_ERRNO, v > 0 && v < 4096 ? v : EIO);
+                if (agp_get_str(m, AGT_MSG, msg, AGP_MAX_STR + 1) == 0) {
+                        clean_copy(clean, AGP_MAX_STR + 1, msg);
+                        agp_put_str(o, AGT_MSG, clean);
+                }
+                free(msg);
+                free(clean);
+                break;
         }
-        int r = agp_end(o);
-        if (r == 0)
-                obuf_add(to, o->buf, o->len);
+        default:
+                bad = "guest agent sent an unexpected frame for an exec session";
+        }
+        if (!bad && agp_end(o) < 0)
+                bad = "guest agent sent a frame that cannot be relayed";
+        if (!bad)
+                obuf_add(&s->toclient, o->buf, o->len);
         free(o);
-        return r;
+        return bad;
 }
 
 /* A session frame from the guest; a violation returns its reason. */
 static const char *session_frame(struct agent *ag, struct session *s, const struct agp_msg *m)
 {
-        uint64_t v = 0;
+        uint64_t v = 0, added = 0;
         const uint8_t *d;
         size_t n;
         switch (m->type) {
@@ -435,7 +484,9 @@ static const char *session_frame(struct agent *ag, struct session *s, const stru
         case AGP_WINDOW:
                 if (agp_get_u64(m, AGT_N, &v) < 0)
                         return "guest agent sent a window without a size";
-                s->in_granted = s->in_granted + v > STDIN_CREDIT_MAX ? STDIN_CREDIT_MAX : s->in_granted + v;
+                /* the client hears what was added, so both keep one count */
+                added = v < STDIN_CREDIT_MAX - s->in_granted ? v : STDIN_CREDIT_MAX - s->in_granted;
+                s->in_granted += added;
                 break;
         case AGP_STARTED:
         case AGP_EXIT:
@@ -449,8 +500,9 @@ static const char *session_frame(struct agent *ag, struct session *s, const stru
          * client hears nothing more. */
         if (!s->ended && s->toclient.len > SESSION_QUEUE_MAX)
                 return "guest agent floods an exec session";
-        if (!s->ended && reframe(m, &s->toclient) < 0)
-                return "guest agent sent a frame that cannot be relayed";
+        const char *bad = s->ended ? NULL : relay(s, m, added);
+        if (bad)
+                return bad;
         if (m->type == AGP_EXIT || m->type == AGP_ERROR) {
                 session_unlink(ag, s);
                 s->ag = NULL;
@@ -492,7 +544,12 @@ static void idle_sample(struct agents *a, struct agent *ag, const struct agp_msg
         struct sample s;
         sample_of(m, &s);
         int64_t now = now_mono_ms();
-        if (ag->prev.have && s.uptime_ms > ag->prev.uptime_ms) {
+        /* The first sample of a connection starts the clock: boot, a
+         * reconnect or a guest without a ready agent never count as idle. */
+        bool measured = ag->prev.have;
+        if (!measured)
+                ag->idle_since_ms = now;
+        else if (s.uptime_ms > ag->prev.uptime_ms) {
                 uint64_t dt = s.uptime_ms - ag->prev.uptime_ms;
                 uint64_t busy = s.busy_ms - (s.busy_ms >= ag->prev.busy_ms ? ag->prev.busy_ms : s.busy_ms);
                 uint64_t net = s.net - (s.net >= ag->prev.net ? ag->prev.net : s.net);
@@ -505,7 +562,7 @@ static void idle_sample(struct agents *a, struct agent *ag, const struct agp_msg
                           (long long)(now - ag->idle_since_ms) / 1000);
         }
         ag->prev = s;
-        if (ag->idle_timeout_ms && !ag->idle_fired && now - ag->idle_since_ms >= ag->idle_timeout_ms) {
+        if (measured && ag->idle_timeout_ms && !ag->idle_fired && now - ag->idle_since_ms >= ag->idle_timeout_ms) {
                 ag->idle_fired = true;
                 *fire = true;
                 log_info("agent name=%s idle for %lld s (idle_timeout)", ag->name,
@@ -525,13 +582,11 @@ static const char *guest_frame(struct agents *a, struct agent *ag, const uint8_t
                 char why[200];
                 json_t *h = hello_json(&m, why, sizeof why);
                 if (!h) {
-                        /* stays connected and not ready, with the reason */
-                        clean_copy(ag->reason, sizeof ag->reason, why);
-                        if (strcmp(ag->reason, ag->logged) != 0) {
-                                log_warn("agent name=%s: %s", ag->name, ag->reason);
-                                snprintf(ag->logged, sizeof ag->logged, "%s", ag->reason);
-                        }
-                        return NULL;
+                        /* A protocol violation like any other: the
+                         * connection goes (ready with it, and a guest
+                         * cannot flood the log with ever new hellos). */
+                        clean_copy(ag->why, sizeof ag->why, why);
+                        return ag->why;
                 }
                 json_decref(ag->hello);
                 ag->hello = h;
@@ -546,6 +601,7 @@ static const char *guest_frame(struct agents *a, struct agent *ag, const uint8_t
                 }
                 ag->up = true;   /* the backoff resets only once the connection proves stable */
                 ag->reason[0] = '\0';
+                ag->sticky = false;
                 if (strcmp(json_string_value(json_object_get(h, "stage")), "initramfs") == 0)
                         return NULL;   /* up, not ready: it holds requests until the root is there */
                 if (!ag->ready && !ag->flapping)
@@ -717,8 +773,13 @@ static void tick_one(const char *name, void *v, void *arg)
         }
         if (ag->st == C_DOWN && now >= ag->next_try_ms)
                 conn_open(a, ag);
+        if (ag->poll_id && now - ag->poll_sent_ms >= POLL_ANSWER_MS) {
+                log_debug("agent idle poll name=%s: no answer in %d ms", ag->name, POLL_ANSWER_MS);
+                ag->poll_id = 0;   /* a late answer is dropped as one for an ended request */
+        }
         if (ag->st == C_OPEN && ag->ready && ag->idle_timeout_ms && !ag->poll_id && now >= ag->next_poll_ms) {
                 ag->next_poll_ms = now + a->poll_ms;
+                ag->poll_sent_ms = now;
                 ag->poll_id = POLL_ID_BIT | ++ag->next_id;
                 struct agp_out *o = xmalloc(sizeof *o);
                 agp_begin(o, AGP_STATS_REQ);
@@ -942,6 +1003,7 @@ void agents_track(struct agents *a, const char *name, const char *id, const json
                 ag->in = xmalloc(AGP_MAX_FRAME);
                 ag->first_hello_us = -1;
                 ag->connected_ms = now_mono_ms();
+                ag->waiting_since_ms = now_mono_ms();
                 ag->idle_since_ms = now_mono_ms();
                 strmap_put(a->by_name, ag->name, ag);
                 log_debug("agent tracked name=%s channel=%s%s", name, path, vsock ? " (vsock)" : "");
@@ -984,16 +1046,21 @@ int agents_ready(struct agents *a, const char *name, bool *ready, char **reason,
                 return -ENOENT;
         }
         *ready = ag->ready;
-        int64_t waited = now_mono_ms() - ag->connected_ms;
+        /* Since tracked, or since a working agent went: retries (vsock
+         * connects every 250 ms) do not restart it. */
+        int64_t waited = now_mono_ms() - ag->waiting_since_ms;
+        bool booting = !ag->reason[0] || strcmp(ag->reason, NOT_LISTENING) == 0;
         if (ag->ready)
                 *reason = xstrdup("");
         else if (ag->up)
                 *reason = xstrdup("the guest agent is up; waiting for the guest's root filesystem");
-        else if (ag->reason[0])
+        else if (!booting)
                 *reason = xasprintf("%s", ag->reason);
         else if (waited >= a->hello_ms)
                 *reason = xasprintf("no hello from the guest agent within %d s (does the guest boot with "
                                     "banger's initramfs?)", a->hello_ms / 1000);
+        else if (ag->reason[0])
+                *reason = xasprintf("%s", ag->reason);
         else
                 *reason = xstrdup("waiting for the guest agent's hello");
         if (info && ag->hello)

@@ -74,12 +74,13 @@ def fake_daemon(tmp_path, monkeypatch):
     monkeypatch.setenv("BANGER_FAKE_AGENT", "1")
     monkeypatch.setenv("BANGER_AGENT_HELLO_MS", "1500")
     monkeypatch.setenv("BANGER_AGENT_START_MS", "2000")
+    monkeypatch.setenv("BANGER_AGENT_POLL_MS", "300")
     d = Daemon(tmp_path / "root", resync=0.3)
     d.start()
     channels = []
 
-    def channel(name, behaviour):
-        d.write_spec(f"{name}.yaml", spec(name))
+    def channel(name, behaviour, **fields):
+        d.write_spec(f"{name}.yaml", spec(name, **fields))
         sb = d.wait_converged(name)
         path = d.root / "run" / "vms" / sb["metadata"]["id"] / "agent.sock"
         wait_for(path.parent.exists, what="agent dir")
@@ -674,3 +675,124 @@ def test_sigint_to_banger_reaches_the_command_and_resize_reaches_its_terminal(fa
             break
     assert b"33 77" in out
     s.close()
+
+
+def test_a_flood_of_bad_hellos_is_one_log_line_and_a_closed_connection(fake_daemon):
+    d = fake_daemon
+
+    def versions(c):
+        conn = aw.Conn(c)
+        conn.recv()
+        for v in range(2, 2000):   # every one a different reason
+            conn.send("HELLO", ("VERSION", v), ("AGENT", "x"), ("KERNEL", "k"))
+        time.sleep(10)
+
+    ch = d.channel("web", versions)
+    wait_ready(d, "web", "False", "protocol version 2; bangerd speaks 1")
+    time.sleep(1)
+    assert d.phase("web") == "Running"
+    assert d.log.read_text().count("speaks protocol version") <= 2
+    assert ch.connections <= 4   # closed at the first, reconnected with a backoff
+
+
+def test_a_bad_hello_after_a_good_one_makes_the_sandbox_not_ready(fake_daemon):
+    d = fake_daemon
+
+    def turn(conn):
+        time.sleep(1)
+        conn.send("HELLO", ("VERSION", 7), ("AGENT", "x"), ("KERNEL", "k"))
+        time.sleep(10)
+
+    d.channel("web", hello_then(turn))
+    wait_ready(d, "web")
+    wait_ready(d, "web", "False", "protocol version 7")
+
+
+def exec_answered_by(d, answer, *cmd, stdin=b""):
+    """vm exec against a guest whose agent takes the EXEC and runs answer(conn, id)."""
+    def serve(conn):
+        typ, fields = conn.recv()
+        assert typ == "EXEC"
+        answer(conn, dict(fields)["ID"])
+        time.sleep(5)
+
+    d.channel("web", hello_then(serve))
+    wait_ready(d, "web")
+    return run_exec(d, "web", *cmd, stdin=stdin)
+
+
+def test_an_exit_without_a_valid_status_is_refused(fake_daemon):
+    def bad_exit(conn, sid):
+        conn.send("STARTED", ("ID", sid), ("PID", 1))
+        conn.send("EXIT", ("ID", sid), ("CODE", 300))
+
+    r = exec_answered_by(fake_daemon, bad_exit, "true")
+    assert r.returncode == 1
+    assert b"exit without a valid code or signal" in r.stderr
+
+
+def test_a_guest_error_message_reaches_the_terminal_as_plain_text(fake_daemon):
+    def hostile(conn, sid):
+        conn.send("ERROR", ("ID", sid), ("ERRNO", 2), ("MSG", "no such \x1b]0;owned\x07file\x1b[2J"),
+                  ("DATA", b"an extra field"))
+
+    r = exec_answered_by(fake_daemon, hostile, "x")
+    assert r.returncode == 127
+    assert b"\x1b" not in r.stderr and b"\x07" not in r.stderr
+    assert b"no such ?]0;owned?file?[2J" in r.stderr
+
+
+def test_stdin_credit_past_the_cap_is_not_a_wrap(fake_daemon):
+    """A guest granting 2**64-1 twice: bangerd caps the credit at 16 MiB and
+    tells the client only what it added, so both keep one count: the client
+    sends exactly 16 MiB and waits for more (a client told 2**64-1 twice
+    would send past what bangerd allows, and lose the session)."""
+    got = []
+    cap = 16 << 20
+
+    def greedy(conn, sid):
+        conn.send("STARTED", ("ID", sid), ("PID", 1))
+        conn.send("WINDOW", ("ID", sid), ("N", (1 << 64) - 1))
+        conn.send("WINDOW", ("ID", sid), ("N", (1 << 64) - 1))
+        n = 0
+        while n < cap:
+            typ, fields = conn.recv()
+            if typ == "STDIN":
+                n += len(dict(fields)["DATA"])
+        got.append(n)
+        conn.send("EXIT", ("ID", sid), ("CODE", 0))
+
+    r = exec_answered_by(fake_daemon, greedy, "cat", stdin=b"z" * (cap + (1 << 20)))
+    assert r.returncode == 0, r.stderr
+    assert got == [cap]
+
+
+def test_idle_time_counts_from_the_first_sample_not_from_a_slow_boot(fake_daemon):
+    """idle_timeout 10s and an agent whose hello takes 11 s: the boot is
+    not idle time, so the first stats answer does not stop the guest; ten
+    idle seconds after it, it does."""
+    d = fake_daemon
+
+    def slow_idle_agent(c):
+        conn = aw.Conn(c)
+        conn.recv()
+        time.sleep(11)
+        conn.send("HELLO", ("VERSION", 1), ("AGENT", "fake"), ("KERNEL", "6.1-fake"), ("NOW_US", 1))
+        t0 = time.monotonic()
+        while True:
+            typ, fields = conn.recv()
+            sid = dict(fields).get("ID", 0)
+            if typ == "STATS_REQ":
+                conn.send("STATS", ("ID", sid), ("S_UPTIME_MS", 11000 + int((time.monotonic() - t0) * 1000)),
+                          ("S_CPU_USER", 5), ("S_CPU_SYSTEM", 5))
+            elif typ == "SHUTDOWN":
+                conn.send("DONE", ("ID", sid))
+
+    d.channel("web", slow_idle_agent, idle_timeout="10s")
+    wait_ready(d, "web", timeout=30)
+    ready_at = time.monotonic()
+    time.sleep(3)   # ten polls answered, all idle
+    assert d.phase("web") == "Running"
+    wait_for(lambda: d.phase("web") == "Stopped", timeout=30, what="the idle stop")
+    assert time.monotonic() - ready_at >= 9
+    assert "spec.idle_timeout" in d.sandbox("web")["status"]["message"]
