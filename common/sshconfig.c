@@ -80,7 +80,10 @@ char *sshconfig_render(const char *key_path, const char *known_hosts, struct bg_
                          "    IdentityFile %s\n"
                          "    IdentitiesOnly yes\n"
                          "    UserKnownHostsFile %s\n"
-                         "    StrictHostKeyChecking yes\n",
+                         /* only banger's pins count, as for `banger vm ssh` */
+                         "    GlobalKnownHostsFile /dev/null\n"
+                         "    StrictHostKeyChecking yes\n"
+                         "    UpdateHostKeys no\n",
                          key, kh);
 }
 

@@ -132,6 +132,7 @@ static void test_render_quotes_blanks_doubles_percent_and_refuses_quotes(void **
         assert_non_null(strstr(t, "    User root\n"));
         assert_non_null(strstr(t, "    IdentityFile \"/a b/id_ed25519\"\n"));
         assert_non_null(strstr(t, "    UserKnownHostsFile /s/100%%/known_hosts\n"));
+        assert_non_null(strstr(t, "    GlobalKnownHostsFile /dev/null\n"));
         assert_non_null(strstr(t, "    StrictHostKeyChecking yes\n"));
         assert_non_null(strstr(t, "    IdentitiesOnly yes\n"));
         free(t);
