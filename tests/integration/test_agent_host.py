@@ -298,7 +298,7 @@ def started_pid(marker):
 def gone_or_zombie(pid):
     try:
         return Path(f"/proc/{pid}/stat").read_bytes().split()[2:3] == [b"Z"]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return True   # reaped between two looks
 
 
@@ -745,8 +745,8 @@ def test_a_guest_error_message_reaches_the_terminal_as_plain_text(fake_daemon):
 def test_stdin_credit_past_the_cap_is_not_a_wrap(fake_daemon):
     """A guest granting 2**64-1 twice: bangerd caps the credit at 16 MiB and
     tells the client only what it added, so both keep one count: the client
-    sends exactly 16 MiB and waits for more (a client told 2**64-1 twice
-    would send past what bangerd allows, and lose the session)."""
+    sends what it was granted and waits for more (a client told 2**64-1
+    twice would send past what bangerd allows, and lose the session)."""
     got = []
     cap = 16 << 20
 
@@ -764,7 +764,8 @@ def test_stdin_credit_past_the_cap_is_not_a_wrap(fake_daemon):
 
     r = exec_answered_by(fake_daemon, greedy, "cat", stdin=b"z" * (cap + (1 << 20)))
     assert r.returncode == 0, r.stderr
-    assert got == [cap]
+    # the second grant adds what stdin already used of the first
+    assert len(got) == 1 and cap <= got[0] < cap + (1 << 20)
 
 
 def test_idle_time_counts_from_the_first_sample_not_from_a_slow_boot(fake_daemon):
