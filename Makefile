@@ -136,6 +136,8 @@ bench: $(BENCH_BINS) all
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
 	BANGER_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) bench/rss_bench.py
 	BANGER_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) bench/boot_bench.py
+	BANGER_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) bench/vmrun_bench.py
+	BANGER_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) bench/agent_bench.py
 
 demo: all
 	./scripts/demo.sh
