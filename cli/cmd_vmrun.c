@@ -279,7 +279,6 @@ static void created_release(struct created *c)
         config_release(&c->cfg);
 }
 
-/* Remove what vm run wrote after a failure, saying so. */
 static void on_interrupt(int sig)
 {
         (void)sig;
@@ -297,6 +296,7 @@ static void catch_interrupts(void)
         sigaction(SIGHUP, &sa, NULL);
 }
 
+/* Remove what vm run wrote after a failure, saying so. */
 static void undo_create(struct cli *cli, const char *name)
 {
         const char *names[] = { name };

@@ -443,16 +443,15 @@ static const char *relay(struct session *s, const struct agp_msg *m, uint64_t wi
                         bad = "guest agent sent an exit without a valid code or signal";
                 break;
         case AGP_ERROR: {
-                char *msg = xmalloc(AGP_MAX_STR + 1), *clean = xmalloc(AGP_MAX_STR + 1);
+                char *msg = xmalloc(AGP_MAX_STR + 1);
                 v = EIO;
                 agp_get_u64(m, AGT_ERRNO, &v);
                 agp_put_u64(o, AGT_ERRNO, v > 0 && v < 4096 ? v : EIO);
                 if (agp_get_str(m, AGT_MSG, msg, AGP_MAX_STR + 1) == 0) {
-                        clean_copy(clean, AGP_MAX_STR + 1, msg);
-                        agp_put_str(o, AGT_MSG, clean);
+                        clean_copy(msg, AGP_MAX_STR + 1, msg);   /* byte for byte: in place is fine */
+                        agp_put_str(o, AGT_MSG, msg);
                 }
                 free(msg);
-                free(clean);
                 break;
         }
         default:

@@ -33,10 +33,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <stdlib.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
@@ -734,10 +734,11 @@ int workdisk_branch_main(int argc, char **argv)
         if (argc != 8 || strcmp(argv[1], BRANCH_FLAG) != 0)
                 return -1;
         const char *staging = argv[2], *name = argv[3], *branch = argv[4], *from = argv[5];
-        char *end = NULL;
-        unsigned long uid = strtoul(argv[6], &end, 10), gid = strtoul(argv[7], &end, 10);
-        if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
-                fprintf(stderr, "workspace branch: bad folder name\n");
+        char *uend = NULL, *gend = NULL;
+        unsigned long uid = strtoul(argv[6], &uend, 10), gid = strtoul(argv[7], &gend, 10);
+        if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..") || uend == argv[6] || *uend ||
+            gend == argv[7] || *gend) {
+                fprintf(stderr, "workspace branch: bad arguments\n");
                 _exit(2);
         }
         /* Into the staging folder, then drop root for good: after this,
