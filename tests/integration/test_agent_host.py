@@ -282,7 +282,10 @@ def api_exec(d, name, *fields, window=65536):
     c = aw.Conn(s)
     c.buf = buf.split(b"\r\n\r\n", 1)[1]
     if fields:
-        c.send("EXEC", ("ID", 1), *fields, ("WINDOW", window))
+        try:
+            c.send("EXEC", ("ID", 1), *fields, ("WINDOW", window))
+        except BrokenPipeError:
+            pass   # bangerd refused the session at once (too many): its ERROR waits to be read
     return c
 
 
