@@ -261,9 +261,10 @@ def test_gc_removes_objects_no_record_claims(make_daemon):
     (d.root / "run" / "fake" / f"{stray}.vm").write_text("running\n")
     (d.root / "run" / "fake" / "not-ours.txt").write_text("keep")
     d.start()
-    wait_for(lambda: d.fake_vms() == [] and d.fake_disks() == [], what="gc")
+    # The event follows the removal: wait for it rather than race it.
+    wait_for(lambda: any(e["type"] == "GarbageCollected" and e["id"] == stray for e in d.events()), what="gc event")
+    assert d.fake_vms() == [] and d.fake_disks() == []
     assert (d.root / "run" / "fake" / "not-ours.txt").read_text() == "keep"
-    assert any(e["type"] == "GarbageCollected" and e["id"] == stray for e in d.events())
 
 
 def test_second_daemon_on_same_root_is_refused(daemon):
