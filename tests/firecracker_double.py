@@ -5,7 +5,7 @@ Firecracker cannot run on banger's build machines (no binary, no usable
 KVM), so the driver is exercised against this double.  It takes the same
 command line (`--api-sock PATH --id ID`), serves HTTP/1.1 on that Unix
 socket, and checks EVERY request against Firecracker's own API description
-(shared/firecracker/firecracker-api.yaml, Swagger 2.0, converted here to
+(tests/firecracker/firecracker-api.yaml, Swagger 2.0, converted here to
 JSON Schema): the path and method must exist, the body must match the
 operation's schema with every $ref resolved, objects refuse unknown fields
 (Firecracker's serde `deny_unknown_fields`), required fields and enums are
@@ -23,7 +23,7 @@ console), then it idles until SendCtrlAltDel (exits 0 shortly after),
 SIGTERM or SIGKILL.
 
 Environment:
-  FC_API_SPEC               the API description (default: REPO/../shared/firecracker/)
+  FC_API_SPEC               the API description (default: REPO/tests/firecracker/firecracker-api.yaml)
   FC_DOUBLE_LOG             append every request as a JSON line {id, method, path, body, status}
   FC_DOUBLE_FAIL            "PUT /machine-config" (comma-separated list): fail that request
   FC_DOUBLE_FAULT           the fault_message of those failures (default: "injected failure")
@@ -83,7 +83,7 @@ def spec_path():
     if os.environ.get("FC_API_SPEC"):
         return os.environ["FC_API_SPEC"]
     repo = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    return os.path.join(repo, "..", "shared", "firecracker", "firecracker-api.yaml")
+    return os.path.join(repo, "tests", "firecracker", "firecracker-api.yaml")
 
 
 def to_json_schema(node):
