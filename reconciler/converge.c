@@ -13,6 +13,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -124,6 +125,7 @@ struct work {
         struct bg_spec *want;       /* the desired spec (the record's when the file is invalid) */
         uint64_t want_hash;
         struct driver_probe probe;
+        struct net_job *net_job;    /* the network's teardown, running beside a deletion's kill */
 };
 
 /* Write rec, plus an event when type != NULL, in one transaction. */
@@ -517,9 +519,68 @@ static int net_up(struct work *w, struct bg_err **err)
         return fault_hit("net-setup.after", w->name, err);
 }
 
+/* A deletion's network teardown runs in a thread beside the VMM's kill
+ * and the driver's cleanup: deleting a link waits for the kernel's RCU
+ * grace periods (~20 ms here), which is most of what `delete` costs.  The
+ * record is still only forgotten after net_down joined it, so the
+ * write-ahead order holds; a failed or unfinished job is redone in line
+ * by net_down (every step is idempotent). */
+struct net_job {
+        pthread_t thread;
+        struct net *net;
+        char *id;
+        json_t *handles;            /* a copy: cleanup clears the work's */
+        int rc;
+        struct bg_err *err;
+};
+
+static void *net_job_run(void *arg)
+{
+        struct net_job *j = arg;
+        j->rc = net_teardown(j->net, j->id, j->handles, &j->err);
+        return NULL;
+}
+
+static void net_down_start(struct work *w)
+{
+        if (!w->l->c.net || w->net_job)
+                return;
+        struct net_job *j = xcalloc(1, sizeof *j);
+        j->net = w->l->c.net;
+        j->id = xstrdup(w->rec.id);
+        j->handles = json_deep_copy(w->handles);
+        if (pthread_create(&j->thread, NULL, net_job_run, j) != 0) {
+                json_decref(j->handles);
+                free(j->id);
+                free(j);
+                return;   /* net_down does it in line */
+        }
+        w->net_job = j;
+}
+
+/* Wait for the job; true when it tore the network down. */
+static bool net_job_join(struct work *w)
+{
+        struct net_job *j = w->net_job;
+        if (!j)
+                return false;
+        pthread_join(j->thread, NULL);
+        bool ok = j->rc == 0;
+        if (!ok)
+                log_warn("network cleanup id=%s: %s; trying again", j->id, bg_err_msg(j->err));
+        bg_err_free(j->err);
+        json_decref(j->handles);
+        free(j->id);
+        free(j);
+        w->net_job = NULL;
+        return ok;
+}
+
 static int net_down(struct work *w, struct bg_err **err)
 {
         if (!w->l->c.net)
+                return 0;
+        if (net_job_join(w))
                 return 0;
         if (net_teardown(w->l->c.net, w->rec.id, w->handles, err) < 0)
                 return bg_error_wrap(err, "network cleanup");
@@ -679,6 +740,7 @@ static int execute(struct work *w, const struct plan_step *s, struct bg_err **er
                  * shutdown would only make `delete` (and `vm run --rm`)
                  * wait seconds for a guest whose writes are thrown away. */
                 if (r->phase == PHASE_DELETING) {
+                        net_down_start(w);
                         if (drv->ops->kill(drv, &vm, err) < 0)
                                 return bg_error_wrap(err, "kill");
                         w->dirty = true;
@@ -862,6 +924,7 @@ void converge(struct loop *l, const char *name)
                         break;
                 }
         }
+        net_job_join(&w);   /* a deletion that stopped short of its cleanup */
         agent_follow(&w);
         if (i == MAX_STEPS && !w.drv_missing) {
                 log_error("reconcile name=%s did not converge in %d steps", name, MAX_STEPS);

@@ -590,10 +590,12 @@ static int qemu_kill(struct driver *d, struct driver_vm *vm, struct bg_err **err
         if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "qemu: bad id '%s'", vm->id ? vm->id : "");
         track(q, vm, NULL);
+        int64_t t0 = now_mono_ms();
         if (kill_now(q, vm, err) < 0)
                 return bg_error_wrap(err, "kill %s", vm->name);
         vmm_forget(q->vmm, vm->id);
         drop_process_handles(vm);
+        log_debug("qemu vm killed name=%s ms=%lld", vm->name, (long long)(now_mono_ms() - t0));
         return 0;
 }
 
@@ -654,8 +656,10 @@ static int qemu_cleanup(struct driver *d, struct driver_vm *vm, struct bg_err **
         if (!ownmark_id_valid(vm->id))
                 return bg_error(err, EINVAL, "qemu: bad id '%s'", vm->id ? vm->id : "");
         track(q, vm, NULL);
+        int64_t t0 = now_mono_ms();
         if (remove_all(q, vm, err) < 0)
                 return bg_error_wrap(err, "cleanup %s", vm->name);
+        log_debug("qemu vm removed name=%s ms=%lld", vm->name, (long long)(now_mono_ms() - t0));
         if (vm->handles) {
                 const char *keys[] = { "pid", "start_time", "accel", "run_dir", "qmp", "console", "log",
                                        "root_disk", "root_format", "work_disk", "agent_sock" };
