@@ -37,6 +37,8 @@
 #define API_IDLE_TIMEOUT_S 60u   /* idle keep-alive clients; follow streams are exempt */
 #define EVENTS_BATCH 256         /* events copied out per read transaction */
 #define FOLLOW_SLICE_MS 1000     /* how often a blocked follow stream looks at shutdown and hangup */
+#define EVENTS_WAIT_MAX_MS 60000 /* the longest ?wait= */
+#define SEQ_HEADER "X-Banger-Seq"
 #define STREAM_BLOCK 32768
 #define NAME_MAX_LEN 63
 
@@ -56,6 +58,7 @@ struct req {
         struct MHD_Connection *c;
         unsigned status;
         const char *allow;       /* the method a 405 names */
+        uint64_t seq;            /* the latest event seq before the request was handled */
 };
 
 /* One events response; owned by MHD's response once created. */
@@ -64,7 +67,8 @@ struct stream {
         struct MHD_Connection *c;
         uint64_t after;          /* highest seq already looked at */
         uint64_t hub_seen;       /* highest seq the hub announced */
-        bool follow, closing, done;
+        int64_t wait_until;      /* ?wait=: block until this (monotonic ms) for a first event; 0 = no */
+        bool follow, closing, done, sent;
         char name[NAME_MAX_LEN + 1];   /* "" = every sandbox */
         char *buf;               /* NDJSON not yet handed to MHD */
         size_t len, off, cap;
@@ -94,6 +98,12 @@ static const char *clean(const char *s, char *out, size_t len)
 
 static enum MHD_Result reply(struct req *rq, unsigned status, struct MHD_Response *r)
 {
+        /* Every answer says how far the event log went before it was made:
+         * a client that saw this state waits for events after that seq
+         * (GET /v1/events?since=SEQ&wait=MS) instead of polling. */
+        char seq[24];
+        snprintf(seq, sizeof seq, "%llu", (unsigned long long)rq->seq);
+        MHD_add_response_header(r, SEQ_HEADER, seq);
         rq->status = status;
         enum MHD_Result ret = MHD_queue_response(rq->c, status, r);
         MHD_destroy_response(r);
@@ -322,6 +332,7 @@ static int fill_one(uint64_t seq, json_t *ev, void *arg)
         char *line = json_dumps(ev, JSON_COMPACT);
         if (!line)
                 return 0;   /* unserialisable event: skip it rather than end the stream */
+        st->sent = true;
         stream_append(st, line, strlen(line));
         stream_append(st, "\n", 1);
         free(line);
@@ -361,8 +372,9 @@ static bool peer_gone(struct MHD_Connection *c)
 }
 
 /* Block until the hub announces something newer, the hub or the api stops
- * (st->closing), or the client hangs up (-1). */
-static int stream_wait(struct stream *st)
+ * (st->closing), the monotonic deadline passes (0: none), or the client
+ * hangs up (-1). */
+static int stream_wait(struct stream *st, int64_t deadline)
 {
         /* Waiting above hub_seen too keeps us from spinning if the hub ever
          * runs ahead of what the store shows. */
@@ -372,8 +384,16 @@ static int stream_wait(struct stream *st)
                         st->closing = true;
                         return 0;
                 }
+                int slice = FOLLOW_SLICE_MS;
+                if (deadline) {
+                        int64_t left = deadline - now_mono_ms();
+                        if (left <= 0)
+                                return 0;
+                        if (left < slice)
+                                slice = (int)left;
+                }
                 bool closed = false;
-                uint64_t latest = hub_wait(st->a->src->hub, floor, FOLLOW_SLICE_MS, &closed);
+                uint64_t latest = hub_wait(st->a->src->hub, floor, slice, &closed);
                 if (latest > st->hub_seen)
                         st->hub_seen = latest;
                 if (closed)
@@ -407,12 +427,21 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
                 if (st->len > 0 || seen == EVENTS_BATCH)
                         continue;   /* send what we have, or read the next batch */
                 /* Caught up with the store.  After the hub closed we took one
-                 * last look (above), so whatever was committed is sent. */
+                 * last look (above), so whatever was committed is sent.  A
+                 * ?wait= request that has nothing to send yet waits for its
+                 * first event, then ends like any other. */
+                if (!st->follow && !st->sent && !st->closing && st->wait_until > now_mono_ms()) {
+                        if (stream_wait(st, st->wait_until) < 0)
+                                return MHD_CONTENT_READER_END_WITH_ERROR;
+                        if (st->wait_until <= now_mono_ms())
+                                st->wait_until = 0;   /* one last look above, then the end */
+                        continue;
+                }
                 if (!st->follow || st->closing) {
                         st->done = true;
                         continue;
                 }
-                if (stream_wait(st) < 0)
+                if (stream_wait(st, 0) < 0)
                         return MHD_CONTENT_READER_END_WITH_ERROR;
         }
 }
@@ -454,6 +483,13 @@ static enum MHD_Result get_events(struct req *rq)
                         return send_error(rq, MHD_HTTP_BAD_REQUEST, "invalid follow '%s': want 0 or 1",
                                           clean(q, tmp, sizeof tmp));
         }
+        uint64_t wait_ms = 0;
+        if ((q = MHD_lookup_connection_value(rq->c, MHD_GET_ARGUMENT_KIND, "wait")) &&
+            (!parse_u64(q, &wait_ms) || wait_ms > EVENTS_WAIT_MAX_MS))
+                return send_error(rq, MHD_HTTP_BAD_REQUEST, "invalid wait '%s': want 0-%d milliseconds",
+                                  clean(q, tmp, sizeof tmp), EVENTS_WAIT_MAX_MS);
+        if (wait_ms && follow)
+                return send_error(rq, MHD_HTTP_BAD_REQUEST, "wait and follow do not go together");
         const char *name = MHD_lookup_connection_value(rq->c, MHD_GET_ARGUMENT_KIND, "name");
         if (name && !valid_name(name))
                 return send_error(rq, MHD_HTTP_BAD_REQUEST,
@@ -465,6 +501,7 @@ static enum MHD_Result get_events(struct req *rq)
         st->c = rq->c;
         st->after = since;
         st->follow = follow;
+        st->wait_until = wait_ms ? now_mono_ms() + (int64_t)wait_ms : 0;
         if (name)
                 snprintf(st->name, sizeof st->name, "%s", name);
         struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
@@ -476,7 +513,7 @@ static enum MHD_Result get_events(struct req *rq)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson");
         /* A follow stream is quiet between events by design; the idle
          * timeout is for keep-alive connections, not for it. */
-        if (follow)
+        if (follow || wait_ms)
                 MHD_set_connection_option(rq->c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
         return reply(rq, MHD_HTTP_OK, r);
 }
@@ -749,7 +786,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                 return MHD_YES;
         }
         *req_cls = a;
-        struct req rq = { .a = a, .c = c };
+        struct req rq = { .a = a, .c = c, .seq = a->src->hub ? hub_latest(a->src->hub) : 0 };
         enum MHD_Result ret = route(&rq, url, method);
         if (log_threshold <= LOGL_DEBUG) {
                 char m[16], u[128];

@@ -60,6 +60,14 @@ uint64_t hub_wait(struct hub *h, uint64_t after, int timeout_ms, bool *closed)
         return s;
 }
 
+uint64_t hub_latest(struct hub *h)
+{
+        pthread_mutex_lock(&h->mu);
+        uint64_t s = h->seq;
+        pthread_mutex_unlock(&h->mu);
+        return s;
+}
+
 void hub_close(struct hub *h)
 {
         pthread_mutex_lock(&h->mu);

@@ -15,6 +15,8 @@ void hub_publish(struct hub *h, uint64_t seq);
 /* Wait until the latest seq is > after, the hub is closed, or timeout_ms
  * passes.  Returns the latest seq; *closed tells whether the hub closed. */
 uint64_t hub_wait(struct hub *h, uint64_t after, int timeout_ms, bool *closed);
+/* The latest announced seq. */
+uint64_t hub_latest(struct hub *h);
 /* Wake every waiter for good (daemon shutdown). */
 void hub_close(struct hub *h);
 

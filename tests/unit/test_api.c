@@ -115,6 +115,7 @@ struct resp {
         size_t len;
         char ctype[64];
         char allow[64];
+        char seq[32];           /* X-Banger-Seq */
 };
 
 static size_t collect(char *p, size_t sz, size_t n, void *arg)
@@ -133,6 +134,8 @@ static size_t header(char *p, size_t sz, size_t n, void *arg)
         size_t len = sz * n;
         if (len > 7 && strncasecmp(p, "Allow: ", 7) == 0)
                 snprintf(r->allow, sizeof r->allow, "%.*s", (int)strcspn(p + 7, "\r\n"), p + 7);
+        if (len > 14 && strncasecmp(p, "X-Banger-Seq: ", 14) == 0)
+                snprintf(r->seq, sizeof r->seq, "%.*s", (int)strcspn(p + 14, "\r\n"), p + 14);
         return len;
 }
 
@@ -415,13 +418,114 @@ static void test_events_bad_query_is_400(void **state)
         static const char *const bad[] = {
                 "/v1/events?since=abc", "/v1/events?since=-1", "/v1/events?since=99999999999999999999999",
                 "/v1/events?follow=yes", "/v1/events?name=Web",
+                "/v1/events?wait=abc", "/v1/events?wait=-5", "/v1/events?wait=60001",
+                "/v1/events?wait=1000&follow=1",
         };
         struct resp r;
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
                 http(*state, NULL, "GET", bad[i], NULL, &r);
-                assert_error(&r, 400, "invalid");
+                assert_error(&r, 400, strstr(bad[i], "follow=1") ? "do not go together" : "invalid");
                 free(r.body);
         }
+}
+
+static void test_every_answer_carries_the_latest_seq(void **state)
+{
+        struct fx *f = *state;
+        struct resp r;
+        http(f, NULL, "GET", "/v1/sandboxes/web", NULL, &r);
+        assert_string_equal(r.seq, "0");
+        free(r.body);
+        uint64_t seq = append_event(f, "web", "PhaseChanged");
+        hub_publish(f->hub, seq);
+        char want[32];
+        snprintf(want, sizeof want, "%llu", (unsigned long long)seq);
+        static const char *const paths[] = { "/v1/sandboxes/web", "/v1/sandboxes/nope", "/v1/sandboxes",
+                                             "/v1/events", "/v1/nowhere" };
+        for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+                http(f, NULL, "GET", paths[i], NULL, &r);
+                if (strcmp(r.seq, want) != 0)
+                        fail_msg("%s: X-Banger-Seq '%s', want '%s'", paths[i], r.seq, want);
+                free(r.body);
+        }
+}
+
+/* Appends events some time after the waiting request went out. */
+struct later {
+        struct fx *f;
+        const char *names[2];   /* NULL-padded */
+        uint64_t seqs[2];
+};
+
+static void *append_later(void *arg)
+{
+        struct later *l = arg;
+        for (size_t i = 0; i < 2 && l->names[i]; i++) {
+                usleep(150 * 1000);
+                l->seqs[i] = append_event(l->f, l->names[i], "PhaseChanged");
+                hub_publish(l->f->hub, l->seqs[i]);
+        }
+        return NULL;
+}
+
+static void wait_request(struct fx *f, struct later *l, const char *query, struct resp *r)
+{
+        uint64_t since = append_event(f, "db", "SpecChanged");
+        hub_publish(f->hub, since);
+        char path[160];
+        snprintf(path, sizeof path, "/v1/events?since=%llu&%s", (unsigned long long)since, query);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, append_later, l), 0);
+        /* The wait is longer than the client's own 10 s limit: only the
+         * event can end this request in time. */
+        http(f, NULL, "GET", path, NULL, r);
+        pthread_join(th, NULL);
+}
+
+static void test_events_wait_answers_when_an_event_comes(void **state)
+{
+        struct later l = { .f = *state, .names = { "web" } };
+        struct resp r;
+        uint64_t seqs[4];
+        wait_request(l.f, &l, "wait=30000", &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(ndjson_seqs(r.body, seqs, 4), 1);
+        assert_true(seqs[0] == l.seqs[0]);
+        free(r.body);
+}
+
+static void test_events_wait_with_name_skips_other_sandboxes_events(void **state)
+{
+        struct later l = { .f = *state, .names = { "db", "web" } };
+        struct resp r;
+        uint64_t seqs[4];
+        wait_request(l.f, &l, "wait=30000&name=web", &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(ndjson_seqs(r.body, seqs, 4), 1);
+        assert_true(seqs[0] == l.seqs[1]);
+        free(r.body);
+}
+
+static void test_events_wait_ends_empty_at_its_deadline(void **state)
+{
+        struct fx *f = *state;
+        uint64_t seq = append_event(f, "web", "PhaseChanged");
+        hub_publish(f->hub, seq);
+        char path[128];
+        snprintf(path, sizeof path, "/v1/events?since=%llu&wait=300", (unsigned long long)seq);
+        struct resp r;
+        int64_t t0 = now_mono_ms();
+        http(f, NULL, "GET", path, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.len, 0);
+        assert_true(now_mono_ms() - t0 >= 300);   /* it did wait: the deadline is the server's */
+        free(r.body);
+        /* Stored events after since: answered at once, wait or not. */
+        snprintf(path, sizeof path, "/v1/events?since=%llu&wait=30000", (unsigned long long)(seq - 1));
+        http(f, NULL, "GET", path, NULL, &r);
+        uint64_t seqs[2];
+        assert_int_equal(ndjson_seqs(r.body, seqs, 2), 1);
+        free(r.body);
 }
 
 /* A follow client: counts complete lines, wakes the producer after the
@@ -672,6 +776,10 @@ int main(void)
                 T(test_events_without_follow_return_stored_events_after_since),
                 T(test_events_stream_more_than_one_batch),
                 T(test_events_bad_query_is_400),
+                T(test_every_answer_carries_the_latest_seq),
+                T(test_events_wait_answers_when_an_event_comes),
+                T(test_events_wait_with_name_skips_other_sandboxes_events),
+                T(test_events_wait_ends_empty_at_its_deadline),
                 T(test_follow_stream_receives_event_published_later),
                 T(test_follow_stream_ends_when_hub_closes),
                 T(test_follow_client_hangup_frees_its_thread),
