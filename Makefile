@@ -22,7 +22,7 @@ endif
 CFLAGS ?= $(OPT)
 ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(WARN) -D_GNU_SOURCE -Icommon -Ireconciler \
               $(PKG_CFLAGS) -MMD -MP
-LDLIBS := $(PKG_LIBS) -lpthread
+LDLIBS := $(PKG_LIBS) -lhttp_parser -lpthread
 # Each binary loads only the libraries its own objects use (banger needs no
 # netlink, nftables, LMDB or HTTP server): the CLI starts in half the time.
 LDFLAGS += -Wl,--as-needed
@@ -102,7 +102,7 @@ DEB_PKGS := build-essential pkg-config libyaml-dev liblmdb-dev libmicrohttpd-dev
             qemu-system-x86 qemu-utils e2fsprogs busybox-static dropbear-bin debootstrap \
             openssh-client iproute2 xz-utils zstd \
             libnl-3-dev libnl-route-3-dev libnftables-dev nftables libssl-dev \
-            libssh2-1-dev libgit2-dev git
+            libssh2-1-dev libgit2-dev libhttp-parser-dev git
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

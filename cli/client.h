@@ -1,6 +1,7 @@
-/* client: the CLI's side of bangerd's read-only REST API.  HTTP GET over
- * the daemon's Unix socket with libcurl (URL http://banger/v1/...), bodies
- * parsed with jansson, and a line reader for the NDJSON event stream.
+/* client: the CLI's side of bangerd's REST API.  HTTP/1.1 over the
+ * daemon's Unix socket (answers parsed with http-parser), bodies parsed
+ * with jansson, a line reader for the NDJSON event stream, and the
+ * upgrade that turns a connection into an exec session.
  *
  * Two kinds of failure reach the caller as bg_err messages ready to print
  * after "banger: ": the daemon cannot be reached at all (one line naming
@@ -10,6 +11,9 @@
 #define BANGER_CLIENT_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct bg_err;
 struct client;
@@ -35,6 +39,17 @@ int client_get_ok(struct client *c, const char *path, json_t **body, struct bg_e
  * NULL on 404, negative otherwise. */
 int client_get_sandbox(struct client *c, const char *name, json_t **obj, struct bg_err **err);
 
+/* The X-Banger-Seq of the last answer to client_get and friends: every
+ * event up to *seq was committed before bangerd made that answer.  False
+ * when the answer had none (a bangerd older than this CLI). */
+bool client_last_seq(const struct client *c, uint64_t *seq);
+
+/* Block until bangerd has an event after since, or timeout_ms (at most
+ * 60000) passed: GET /v1/events?since=SINCE&wait=MS.  The events
+ * themselves are not returned; the caller looks again at what it waits
+ * for. */
+int client_wait_events(struct client *c, uint64_t since, int timeout_ms, struct bg_err **err);
+
 /* Called for each line of an NDJSON stream; obj is the parsed line
  * (borrowed; NULL when the line is not JSON).  Return 0 to go on, anything
  * else to stop reading. */
@@ -45,6 +60,13 @@ typedef int (*client_line_fn)(const char *line, json_t *obj, void *arg);
  * err when bangerd cannot be reached, answered with an error, or the
  * stream broke off. */
 int client_stream(struct client *c, const char *path, client_line_fn fn, void *arg, struct bg_err **err);
+
+/* POST path with "Upgrade: protocol" on a connection of its own.  On 101
+ * *fd is that connection, now speaking protocol, and rest holds the
+ * *rest_len (at most rest_cap) bytes that came right after the answer's
+ * headers; on any other answer, the API's error. */
+int client_upgrade(struct client *c, const char *path, const char *protocol, int *fd, void *rest,
+                   size_t rest_cap, size_t *rest_len, struct bg_err **err);
 
 /* Percent-escape s for a URL path or query part.  Caller frees. */
 char *client_escape(const char *s);

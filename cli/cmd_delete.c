@@ -17,8 +17,8 @@
 #include "sandbox.h"
 #include "spec.h"
 #include "util.h"
+#include "wait.h"
 
-#define POLL_MS 25   /* an API GET costs well under a millisecond */
 
 struct gone_wait {
         const char *name;
@@ -85,6 +85,8 @@ static int wait_gone(struct client *c, struct gone_wait *ws, size_t n, int timeo
         int64_t deadline = now_mono_ms() + (int64_t)timeout * 1000;
         for (;;) {
                 size_t pending = 0;
+                bool have_seq = true;
+                uint64_t seq = UINT64_MAX;   /* the oldest view this round looked at */
                 for (size_t i = 0; i < n; i++) {
                         if (ws[i].done)
                                 continue;
@@ -95,6 +97,11 @@ static int wait_gone(struct client *c, struct gone_wait *ws, size_t n, int timeo
                                 bg_err_free(err);
                                 return EXIT_ERR;
                         }
+                        uint64_t s;
+                        if (!client_last_seq(c, &s))
+                                have_seq = false;
+                        else if (s < seq)
+                                seq = s;
                         json_decref(ws[i].last);
                         ws[i].last = obj;
                         if (!obj) {
@@ -109,8 +116,7 @@ static int wait_gone(struct client *c, struct gone_wait *ws, size_t n, int timeo
                         return EXIT_OK;
                 if (now_mono_ms() >= deadline)
                         break;
-                struct timespec ts = { 0, POLL_MS * 1000000L };
-                nanosleep(&ts, NULL);
+                wait_for_change(c, have_seq, seq, deadline);
         }
         for (size_t i = 0; i < n; i++) {
                 if (ws[i].done)

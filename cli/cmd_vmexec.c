@@ -34,8 +34,6 @@
 #include "util.h"
 
 #define WINDOW (1u << 20)          /* output credit granted to the guest */
-#define HEADER_MAX 16384
-#define ERRBODY_MAX 65536
 
 static struct termios saved_tio;
 static bool tio_saved;
@@ -99,68 +97,6 @@ static int send_frame(int fd, struct agp_out *o)
         if (agp_end(o) < 0)
                 return -EMSGSIZE;
         return write_all(fd, o->buf, o->len);
-}
-
-/* Connect and upgrade.  On success *fd speaks frames and *rest (*rest_len bytes)
- * hold bytes read past the headers; otherwise the API's error is in err. */
-static int upgrade(const char *sock, const char *name, int *fd, uint8_t *rest, size_t *rest_len, struct bg_err **err)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(sock) >= sizeof sa.sun_path)
-                return bg_error(err, ENAMETOOLONG, "socket path '%s' is too long", sock);
-        memcpy(sa.sun_path, sock, strlen(sock) + 1);
-        _cleanup_close_ int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) < 0)
-                return bg_error(err, ECONNREFUSED, "cannot reach bangerd at %s: %s (is bangerd running?)", sock,
-                                strerror(errno));
-        _cleanup_free_ char *req = xasprintf("POST /v1/sandboxes/%s/exec HTTP/1.1\r\nHost: banger\r\n"
-                                             "Connection: Upgrade\r\nUpgrade: banger-exec/1\r\n"
-                                             "Content-Length: 0\r\n\r\n", name);
-        if (write_all(s, req, strlen(req)) < 0)
-                return bg_error(err, EIO, "send the exec request to bangerd: %s", strerror(errno));
-        _cleanup_free_ char *buf = xmalloc(HEADER_MAX + ERRBODY_MAX + 1);
-        size_t len = 0;
-        char *end = NULL;
-        while (!end) {
-                if (len == HEADER_MAX)
-                        return bg_error(err, EPROTO, "bangerd's reply headers are too long");
-                ssize_t n = read(s, buf + len, HEADER_MAX - len);
-                if (n <= 0)
-                        return bg_error(err, EIO, "bangerd closed the connection before answering");
-                len += (size_t)n;
-                buf[len] = '\0';
-                end = strstr(buf, "\r\n\r\n");
-        }
-        size_t hlen = (size_t)(end + 4 - buf);
-        int status = 0;
-        if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-                return bg_error(err, EPROTO, "bangerd's reply is not HTTP");
-        if (status == 101) {
-                *rest_len = len - hlen;
-                memcpy(rest, buf + hlen, *rest_len);
-                *fd = s;
-                s = -1;
-                return 0;
-        }
-        /* An error object; read it to its Content-Length (bounded). */
-        size_t clen = 0;
-        for (char *h = buf; h < end; h = strstr(h, "\r\n") + 2)
-                if (strncasecmp(h, "Content-Length:", 15) == 0)
-                        clen = strtoul(h + 15, NULL, 10);
-        if (clen > ERRBODY_MAX)
-                clen = ERRBODY_MAX;
-        while (len - hlen < clen) {
-                ssize_t n = read(s, buf + len, hlen + clen - len);
-                if (n <= 0)
-                        break;
-                len += (size_t)n;
-        }
-        buf[len] = '\0';
-        json_t *j = json_loads(buf + hlen, 0, NULL);
-        const char *msg = json_string_value(json_object_get(j, "message"));
-        int r = bg_error(err, status == 404 ? ENOENT : EIO, "%s", msg ? msg : "exec refused by bangerd");
-        json_decref(j);
-        return r;
 }
 
 struct session {
@@ -234,7 +170,12 @@ static int run(const char *sock, const char *name, char **cmd, size_t ncmd, char
         struct agp_out *o = xmalloc(sizeof *o);
         struct bg_err *err = NULL;
         int rc = EXIT_ERR;
-        if (upgrade(sock, name, &s.fd, s.in, &s.in_len, &err) < 0) {
+        struct client *c = client_new(sock);
+        _cleanup_free_ char *esc = client_escape(name);
+        _cleanup_free_ char *path = xasprintf("/v1/sandboxes/%s/exec", esc);
+        int up = client_upgrade(c, path, "banger-exec/1", &s.fd, s.in, AGP_MAX_FRAME, &s.in_len, &err);
+        client_free(c);
+        if (up < 0) {
                 cli_error("%s", bg_err_msg(err));
                 bg_err_free(err);
                 goto out;

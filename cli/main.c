@@ -3,7 +3,6 @@
  * API; it never changes a VM itself.  This file holds the command table,
  * the global options (--root, BANGER_ROOT) and the dispatch; each command
  * lives in its own cmd_*.c with its own option parsing. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -197,12 +196,10 @@ int main(int argc, char **argv)
                 return EXIT_ERR;
         }
         cli.label = xasprintf("banger %s", cmd->name);
-        curl_global_init(CURL_GLOBAL_DEFAULT);
 
         int rc = cmd->fn(&cli, argc - optind, argv + optind);
 
         fflush(stdout);
-        curl_global_cleanup();
         free(cli.label);
         paths_release(&cli.paths);
         return rc;

@@ -13,7 +13,6 @@
 #include "sshexec.h"
 #include "util.h"
 
-#define POLL_MS 25   /* an API GET costs well under a millisecond */
 /* A SpecValid=False seen this soon after the write may predate it. */
 #define SPEC_VALID_GRACE_MS 2000
 
@@ -21,6 +20,23 @@ static void sleep_ms(int ms)
 {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
         nanosleep(&ts, NULL);
+}
+
+void wait_for_change(struct client *c, bool have_seq, uint64_t seq, int64_t deadline)
+{
+        int64_t left = deadline - now_mono_ms();
+        if (left <= 0)
+                return;
+        int ms = left < WAIT_SLICE_MS ? (int)left : WAIT_SLICE_MS;
+        if (have_seq) {
+                struct bg_err *err = NULL;
+                int r = client_wait_events(c, seq, ms, &err);
+                bg_err_free(err);
+                uint64_t s;
+                if (r == 0 && client_last_seq(c, &s))
+                        return;   /* a bangerd that knows ?wait= (it says X-Banger-Seq) */
+        }
+        sleep_ms(ms < WAIT_POLL_MS ? ms : WAIT_POLL_MS);
 }
 
 /* Look at one sandbox once.  Returns 1 when converged, -1 when it failed
@@ -85,6 +101,8 @@ int wait_converged(struct client *c, struct wait_target *ts, size_t n, int timeo
 
         for (;;) {
                 size_t pending = 0;
+                bool have_seq = true;
+                uint64_t seq = UINT64_MAX;   /* the oldest view this round looked at */
                 for (size_t i = 0; i < n; i++) {
                         struct wait_target *t = &ts[i];
                         if (t->done)
@@ -96,6 +114,11 @@ int wait_converged(struct client *c, struct wait_target *ts, size_t n, int timeo
                                 bg_err_free(err);
                                 return EXIT_ERR;
                         }
+                        uint64_t s;
+                        if (!client_last_seq(c, &s))
+                                have_seq = false;
+                        else if (s < seq)
+                                seq = s;
                         int r = check_converged(t, obj, now_mono_ms() - start);
                         if (r != 0) {
                                 t->done = true;
@@ -119,7 +142,7 @@ int wait_converged(struct client *c, struct wait_target *ts, size_t n, int timeo
                         fprintf(stderr, "banger: interrupted\n");
                         return EXIT_INTERRUPTED;
                 }
-                sleep_ms(POLL_MS);
+                wait_for_change(c, have_seq, seq, deadline);
         }
 }
 

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct client;
 
@@ -22,7 +23,17 @@ struct wait_target {
         json_t *last;            /* the last API object seen */
 };
 
-/* Poll until every target converged, one failed, or timeout seconds pass.
+/* Until deadline (monotonic ms) at the latest, block until bangerd has an
+ * event after seq, the seq an earlier answer carried (client_last_seq):
+ * what the caller waits for has then likely changed.  Returns after at
+ * most WAIT_SLICE_MS anyway, so that a change no event announces is still
+ * seen and ^C is honoured; polls every WAIT_POLL_MS when !have_seq (a
+ * bangerd without X-Banger-Seq) or bangerd cannot long-poll. */
+#define WAIT_SLICE_MS 250
+#define WAIT_POLL_MS 25
+void wait_for_change(struct client *c, bool have_seq, uint64_t seq, int64_t deadline);
+
+/* Wait until every target converged, one failed, or timeout seconds pass.
  * Prints why on stderr.  Returns EXIT_OK or EXIT_ERR. */
 int wait_converged(struct client *c, struct wait_target *ts, size_t n, int timeout);
 void wait_targets_release(struct wait_target *ts, size_t n);
