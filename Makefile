@@ -33,7 +33,8 @@ endif
 
 COMMON_SRC := $(wildcard common/*.c)
 RECON_SRC  := $(filter-out reconciler/main.c,$(wildcard reconciler/*.c))
-CLI_SRC    := $(wildcard cli/*.c)
+# cli/lean.c and cli/full.c tell the two builds of the CLI apart (cli.h).
+CLI_SRC    := $(filter-out cli/main.c cli/lean.c cli/full.c,$(wildcard cli/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 BENCH_SRC  := $(wildcard bench/*.c)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
@@ -44,7 +45,9 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 COMMON_LIB := $(BUILD)/lib/libbanger-common.a
 RECON_LIB  := $(BUILD)/lib/libbanger-reconciler.a
+CLI_LIB    := $(BUILD)/lib/libbanger-cli.a
 BANGER     := $(BUILD)/bin/banger
+BANGER_FULL := $(BUILD)/bin/banger-full
 BANGERD    := $(BUILD)/bin/bangerd
 AGENT      := $(BUILD)/bin/banger-agent
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -52,7 +55,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
 
 .PHONY: all deps test unit integration bench analyze clean demo
-all: $(BANGER) $(BANGERD) $(AGENT) $(TOOL_BINS)
+all: $(BANGER) $(BANGER_FULL) $(BANGERD) $(AGENT) $(TOOL_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -78,7 +81,19 @@ $(BANGERD): $(call obj,reconciler/main.c) $(RECON_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BANGER): $(call obj,$(CLI_SRC)) $(COMMON_LIB)
+$(CLI_LIB): $(call obj,$(CLI_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+# From archives, each build takes only the objects its own parts call:
+# the lean one no image, kernel or workspace code, hence no libgit2 and
+# no libarchive (--as-needed).
+$(BANGER): $(call obj,cli/main.c cli/lean.c) $(CLI_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BANGER_FULL): $(call obj,cli/main.c cli/full.c) $(CLI_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -33,7 +33,27 @@ struct cli {
         struct bg_paths paths;
         const struct cli_cmd *cmd;   /* the command being run */
         char *label;                 /* "banger apply", for getopt's messages */
+        char **argv;                 /* the process's own command line, for cli_exec_full */
 };
+
+/* Two builds of the CLI.  banger-full has every part (cli/full.c).
+ * banger, the one users run, leaves out the parts that need libgit2 or
+ * libarchive (kernel and image commands, workspaces: cli/lean.c holds
+ * NULLs), because loading those libraries took 6 of the 10 ms every
+ * command spent starting; for them it becomes banger-full, which sits
+ * beside it, with the same command line (cli_exec_full). */
+struct ws_list;
+struct bg_err;
+struct cli_full_parts {
+        int (*kernel)(struct cli *cli, int argc, char **argv);
+        int (*image)(struct cli *cli, int argc, char **argv);
+        int (*workspace_list)(const char *path, bool include_untracked, struct ws_list *out, struct bg_err **err);
+};
+extern const struct cli_full_parts cli_full;
+
+/* exec banger-full (beside this executable) with cli->argv; returns
+ * EXIT_ERR after saying why only when that cannot be done. */
+int cli_exec_full(const struct cli *cli);
 
 int cmd_apply(struct cli *cli, int argc, char **argv);
 int cmd_get(struct cli *cli, int argc, char **argv);
@@ -53,9 +73,6 @@ int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_version(struct cli *cli, int argc, char **argv);
 int cmd_kernel(struct cli *cli, int argc, char **argv);
 int cmd_image(struct cli *cli, int argc, char **argv);
-/* Help of the catalog commands, next to their parsers (cmd_kernel.c, cmd_image.c). */
-extern const char kernel_usage[], kernel_summary[], kernel_options[];
-extern const char image_usage[], image_summary[], image_options[];
 int cmd_vm(struct cli *cli, int argc, char **argv);
 extern const char vm_usage[], vm_summary[], vm_options[];
 int cmd_doctor(struct cli *cli, int argc, char **argv);

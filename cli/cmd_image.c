@@ -21,23 +21,6 @@
 #include "spawn.h"
 #include "util.h"
 
-const char image_usage[] =
-        "image build RECIPE [--name NAME] [--size SIZE]\n"
-        "       banger image register NAME --rootfs FILE\n"
-        "       banger image list [-o table|json]\n"
-        "       banger image rm NAME... [--force]";
-const char image_summary[] = "build, register, list and remove root filesystem images";
-const char image_options[] =
-        "  build RECIPE               build an image: tiny (busybox + dropbear, seconds) or\n"
-        "                             debian-bookworm (debootstrap, about a minute)\n"
-        "      --name NAME            call it NAME (default: the recipe's name)\n"
-        "      --size SIZE            filesystem size, like 512M or 2G (tiny 256M, debian-bookworm 2G)\n"
-        "  register NAME\n"
-        "      --rootfs FILE          an ext4 filesystem image to copy in\n"
-        "  list\n"
-        "  -o, --output FORMAT        table (default) or json\n"
-        "  rm NAME...\n"
-        "      --force                remove even when bangerd cannot say whether a sandbox uses it\n";
 
 static void sub_getopt_reset(struct cli *cli, char **argv, char *label)
 {

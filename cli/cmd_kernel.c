@@ -17,19 +17,6 @@
 #include "spawn.h"
 #include "util.h"
 
-const char kernel_usage[] =
-        "kernel import NAME (--deb FILE | --apt [PACKAGE])\n"
-        "       banger kernel list [-o table|json]\n"
-        "       banger kernel rm NAME... [--force]";
-const char kernel_summary[] = "import, list and remove guest kernels";
-const char kernel_options[] =
-        "  import NAME                make kernel NAME from a Debian kernel package\n"
-        "      --deb FILE             from a .deb on disk\n"
-        "      --apt [PACKAGE]        from apt (default " KERNEL_APT_DEFAULT ")\n"
-        "  list\n"
-        "  -o, --output FORMAT        table (default) or json\n"
-        "  rm NAME...\n"
-        "      --force                remove even when bangerd cannot say whether a sandbox uses it\n";
 
 /* "banger kernel import" in getopt's messages. */
 static void sub_getopt_reset(struct cli *cli, char **argv, char *label)

@@ -318,7 +318,7 @@ static int create_sandbox(struct cli *cli, const struct run_opts *o, struct crea
         if (config_load(cli->paths.config_file, &c->cfg, &err) < 0)
                 goto fail;
         if (o->path) {
-                if (workspace_list(o->path, o->include_untracked, &c->ws, &err) < 0)
+                if (cli_full.workspace_list(o->path, o->include_untracked, &c->ws, &err) < 0)
                         goto fail;
                 c->has_ws = true;
         }
@@ -538,6 +538,8 @@ static int run_or_create(struct cli *cli, int argc, char **argv, bool create_onl
         int rc = parse_run_opts(cli, argc, argv, &o);
         if (rc)
                 return rc < 0 ? EXIT_OK : rc;
+        if (o.path && !cli_full.workspace_list)
+                return cli_exec_full(cli);   /* a workspace needs libgit2 */
         struct created c = { 0 };
         rc = create_sandbox(cli, &o, &c);
         if (rc != EXIT_OK || !c.name) {

@@ -9,11 +9,57 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "err.h"
+#include "kernel_import.h"
 #include "util.h"
 #include "version.h"
+
+/* Help of the catalog commands, which run in banger-full (cli_full). */
+static const char kernel_usage[] =
+        "kernel import NAME (--deb FILE | --apt [PACKAGE])\n"
+        "       banger kernel list [-o table|json]\n"
+        "       banger kernel rm NAME... [--force]";
+static const char kernel_summary[] = "import, list and remove guest kernels";
+static const char kernel_options[] =
+        "  import NAME                make kernel NAME from a Debian kernel package\n"
+        "      --deb FILE             from a .deb on disk\n"
+        "      --apt [PACKAGE]        from apt (default " KERNEL_APT_DEFAULT ")\n"
+        "  list\n"
+        "  -o, --output FORMAT        table (default) or json\n"
+        "  rm NAME...\n"
+        "      --force                remove even when bangerd cannot say whether a sandbox uses it\n";
+
+static const char image_usage[] =
+        "image build RECIPE [--name NAME] [--size SIZE]\n"
+        "       banger image register NAME --rootfs FILE\n"
+        "       banger image list [-o table|json]\n"
+        "       banger image rm NAME... [--force]";
+static const char image_summary[] = "build, register, list and remove root filesystem images";
+static const char image_options[] =
+        "  build RECIPE               build an image: tiny (busybox + dropbear, seconds) or\n"
+        "                             debian-bookworm (debootstrap, about a minute)\n"
+        "      --name NAME            call it NAME (default: the recipe's name)\n"
+        "      --size SIZE            filesystem size, like 512M or 2G (tiny 256M, debian-bookworm 2G)\n"
+        "  register NAME\n"
+        "      --rootfs FILE          an ext4 filesystem image to copy in\n"
+        "  list\n"
+        "  -o, --output FORMAT        table (default) or json\n"
+        "  rm NAME...\n"
+        "      --force                remove even when bangerd cannot say whether a sandbox uses it\n";
+
+/* The catalog commands need libarchive: banger-full runs them. */
+static int run_kernel(struct cli *cli, int argc, char **argv)
+{
+        return cli_full.kernel ? cli_full.kernel(cli, argc, argv) : cli_exec_full(cli);
+}
+
+static int run_image(struct cli *cli, int argc, char **argv)
+{
+        return cli_full.image ? cli_full.image(cli, argc, argv) : cli_exec_full(cli);
+}
 
 static const struct cli_cmd commands[] = {
         { "apply", cmd_apply,
@@ -46,8 +92,8 @@ static const struct cli_cmd commands[] = {
           "      --since SEQ            only events after sequence number SEQ\n"
           "      --name NAME            only events of this sandbox\n"
           "  -o, --output json          print the raw JSON lines\n" },
-        { "kernel", cmd_kernel, kernel_usage, kernel_summary, kernel_options },
-        { "image", cmd_image, image_usage, image_summary, image_options },
+        { "kernel", run_kernel, kernel_usage, kernel_summary, kernel_options },
+        { "image", run_image, image_usage, image_summary, image_options },
         { "vm", cmd_vm, vm_usage, vm_summary, vm_options },
         { "doctor", cmd_doctor, "doctor [-o text|json]",
           "what this host offers (hypervisors, KVM, kernels, images) and what bangerd makes of it", NULL },
@@ -120,6 +166,25 @@ void cli_error(const char *fmt, ...)
         va_end(ap);
 }
 
+int cli_exec_full(const struct cli *cli)
+{
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0) {
+                cli_error("%s needs banger-full, and /proc/self/exe cannot be read: %s", cli->label,
+                          n < 0 ? strerror(errno) : "empty");
+                return EXIT_ERR;
+        }
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        _cleanup_free_ char *full = xasprintf("%.*s/banger-full", slash ? (int)(slash - self) : 0, self);
+        fflush(stdout);
+        fflush(stderr);
+        execv(full, cli->argv);
+        cli_error("%s needs %s (built and installed beside banger): %s", cli->label, full, strerror(errno));
+        return EXIT_ERR;
+}
+
 int cli_parse_timeout(const char *s)
 {
         char *end;
@@ -140,6 +205,11 @@ int main(int argc, char **argv)
         };
         const char *root = NULL;
         int c;
+        /* Commands permute their argv while parsing it; banger-full gets
+         * the command line as it came. */
+        char **own = xcalloc((size_t)argc + 1, sizeof *own);
+        for (int i = 0; i < argc; i++)
+                own[i] = xstrdup(argv[i]);
 
         argv[0] = (char *)"banger";   /* for getopt's messages */
         /* "+": stop at the command name; its options are its own. */
@@ -188,7 +258,7 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
         }
 
-        struct cli cli = { .cmd = cmd };
+        struct cli cli = { .cmd = cmd, .argv = own };
         struct bg_err *err = NULL;
         if (paths_init(&cli.paths, root, &err) < 0) {
                 cli_error("%s", bg_err_msg(err));
@@ -202,5 +272,8 @@ int main(int argc, char **argv)
         fflush(stdout);
         free(cli.label);
         paths_release(&cli.paths);
+        for (int i = 0; i < argc; i++)
+                free(own[i]);
+        free(own);
         return rc;
 }

@@ -370,18 +370,6 @@ int workspace_list(const char *path, bool include_untracked, struct ws_list *out
         return r;
 }
 
-void ws_list_release(struct ws_list *l)
-{
-        if (!l)
-                return;
-        for (size_t i = 0; i < l->n; i++)
-                free(l->files[i].path);
-        free(l->files);
-        free(l->workdir);
-        free(l->name);
-        memset(l, 0, sizeof *l);
-}
-
 /* ---- the copy ---- */
 
 static int write_all(int fd, const char *buf, size_t len)

@@ -4,6 +4,7 @@ with --dry-run, and the one clear line when bangerd is not there.
 Every test runs in its own --root under tmp_path, so nothing touches the
 machine's own paths.  Binaries come from $BANGER_BUILD (default ./build).
 """
+import json
 import os
 import pathlib
 import re
@@ -343,3 +344,33 @@ def test_root_flag_wins_over_env(tmp_path):
 def test_relative_root_is_made_absolute(tmp_path):
     r = run("events", root="rel", cwd=tmp_path)
     assert_unreachable(r, tmp_path / "rel")
+
+
+def test_banger_itself_loads_neither_libgit2_nor_libarchive():
+    """Those two cost 6 ms at every start; only banger-full carries them."""
+    needed = subprocess.run(["readelf", "-d", str(BANGER)], capture_output=True, text=True, check=True).stdout
+    libs = re.findall(r"Shared library: \[([^\]]+)\]", needed)
+    assert libs and not [x for x in libs if "git2" in x or "archive" in x or "curl" in x], libs
+    full = subprocess.run(["readelf", "-d", str(BANGER.parent / "banger-full")], capture_output=True, text=True,
+                          check=True).stdout
+    assert "libgit2" in full and "libarchive" in full
+
+
+@pytest.mark.parametrize("args", [["kernel", "list"], ["image", "list"], ["vm", "run", "--dry-run", "."]])
+def test_without_banger_full_beside_it_the_heavy_commands_say_so(tmp_path, args):
+    lonely = tmp_path / "bin" / "banger"
+    lonely.parent.mkdir()
+    lonely.write_bytes(BANGER.read_bytes())
+    lonely.chmod(0o755)
+    r = subprocess.run([str(lonely), "--root", str(tmp_path / "root"), *args], capture_output=True, text=True,
+                       timeout=30, cwd=tmp_path)
+    assert r.returncode == 1
+    assert f"needs {tmp_path}/bin/banger-full" in r.stderr and "No such file or directory" in r.stderr
+    assert r.stdout == ""
+    assert not (tmp_path / "root" / "config").exists() or not any((tmp_path / "root" / "config").rglob("*.yaml"))
+
+
+def test_heavy_commands_run_in_banger_full_with_the_command_line_unchanged(tmp_path):
+    r = run("kernel", "list", "-o", "json", root=tmp_path / "root")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == []
