@@ -91,9 +91,10 @@ def banger_run(root, *args, timeout=300):
 
 
 def _binary_key():
-    """banger and the banger-agent its initramfs carries: a change to either makes a new catalog."""
+    """banger-full (which imports kernels and builds images) and the banger-agent its initramfs
+    carries: a change to either makes a new catalog."""
     h = hashlib.sha256()
-    for path in (BANGER, BANGER.parent / "banger-agent"):
+    for path in (BANGER.parent / "banger-full", BANGER.parent / "banger-agent"):
         if not path.exists():
             continue
         with open(path, "rb") as f:
