@@ -15,11 +15,13 @@
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -227,6 +229,46 @@ fail:
         _exit(127);
 }
 
+/* Without a terminal: posix_spawn, which glibc does with CLONE_VFORK on a
+ * stack of its own, so the agent's page tables are not copied for a
+ * process that execs at once.  Under TCG that copy is most of what a
+ * fork costs.  0 or an errno; *what says which step failed. */
+static int spawn_plain(struct req *r, int in, int out, int err, pid_t *pid, int *what)
+{
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t at;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawnattr_init(&at);
+        sigset_t none, dfl;
+        sigemptyset(&none);
+        sigemptyset(&dfl);
+        sigaddset(&dfl, SIGPIPE);   /* the agent ignores it; the command must not inherit that */
+        int rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        if (!rc)
+                rc = posix_spawnattr_setsigmask(&at, &none);
+        if (!rc)
+                rc = posix_spawnattr_setsigdefault(&at, &dfl);
+        if (!rc)
+                rc = posix_spawn_file_actions_adddup2(&fa, in, 0);
+        if (!rc)
+                rc = posix_spawn_file_actions_adddup2(&fa, out, 1);
+        if (!rc)
+                rc = posix_spawn_file_actions_adddup2(&fa, err, 2);
+        if (!rc)
+                rc = posix_spawn_file_actions_addchdir_np(&fa, r->cwd);
+        *what = 0;
+        if (!rc) {
+                rc = posix_spawnp(pid, r->argv[0], &fa, &at, r->argv, r->env);
+                /* The error does not say whether the chdir or the exec
+                 * failed: a working directory we cannot enter is the chdir. */
+                struct stat st;
+                *what = rc && (stat(r->cwd, &st) < 0 || !S_ISDIR(st.st_mode) || access(r->cwd, X_OK) < 0) ? 1 : 2;
+        }
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&at);
+        return rc;
+}
+
 void exec_start(struct conn *c, const struct agp_msg *m)
 {
         uint64_t id = 0;
@@ -273,10 +315,25 @@ void exec_start(struct conn *c, const struct agp_msg *m)
         } else if (rc == 0) {
                 rc = pipe2(pin, O_CLOEXEC) | pipe2(pout, O_CLOEXEC) | pipe2(perr, O_CLOEXEC);
         }
-        pid_t pid = rc == 0 ? fork() : -1;
-        if (pid == 0)
-                child(r, pin[0], pout[1], perr[1], slave, pex[1]);
+        static const char *const what[] = { "set up stdio for", "cd to the working directory of", "exec" };
+        pid_t pid = -1;
         int e = errno;
+        if (rc == 0 && !r->tty) {
+                int step;
+                int se = spawn_plain(r, pin[0], pout[1], perr[1], &pid, &step);
+                if (se) {
+                        fail(c, id, se, "%s '%s': %s", what[step], step == 1 ? r->cwd : r->argv[0], strerror(se));
+                        closefd(&pin[0]);
+                        closefd(&pout[1]);
+                        closefd(&perr[1]);
+                        goto out_close;
+                }
+        } else if (rc == 0) {
+                pid = fork();
+                if (pid == 0)
+                        child(r, pin[0], pout[1], perr[1], slave, pex[1]);
+                e = errno;
+        }
         closefd(&pin[0]);
         closefd(&pout[1]);
         closefd(&perr[1]);
@@ -287,12 +344,11 @@ void exec_start(struct conn *c, const struct agp_msg *m)
                 goto out_close;
         }
         int info[2] = { 0, 0 };
-        ssize_t got;
+        ssize_t got = 0;
         do
-                got = read(pex[0], info, sizeof info);
+                got = r->tty ? read(pex[0], info, sizeof info) : 0;   /* posix_spawn reported already */
         while (got < 0 && errno == EINTR);
         if (got == (ssize_t)sizeof info) {
-                static const char *const what[] = { "set up stdio for", "cd to the working directory of", "exec" };
                 waitpid(pid, NULL, 0);
                 fail(c, id, info[1], "%s '%s': %s", what[info[0] >= 0 && info[0] <= 2 ? info[0] : 2],
                      info[0] == 1 ? r->cwd : r->argv[0], strerror(info[1]));

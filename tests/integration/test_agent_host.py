@@ -539,6 +539,40 @@ def test_agent_refuses_a_malformed_frame_and_bad_requests():
 
 
 
+def test_agent_spawned_commands_get_a_clean_start_and_clear_errors(tmp_path):
+    """Commands without a terminal are started with posix_spawn: each
+    step the fork path did must still happen, and each failure must still
+    say which step failed."""
+    p, c = agent_pair()
+    # SIGPIPE back to default (the agent ignores it): a writer into a closed pipe dies of it (141).
+    code, out, err = c.exec(["sh", "-c", "(yes; echo $? >&2) | head -c1 >/dev/null"], id=1)
+    assert code == 0 and err == b"141\n", err
+    # its own session and process group; no signal blocked; the working directory asked for.
+    code, out, _ = c.exec(["sh", "-c", "cut -d' ' -f5,6 /proc/$$/stat; grep SigBlk /proc/$$/status"], id=2,
+                          env=("A=1",))
+    pgid, sid = out.split(b"\n")[0].split()
+    assert code == 0 and sid == pgid, out
+    assert b"SigBlk:\t0000000000000000" in out, out
+    code, out, _ = c.exec(["sh", "-c", "pwd; echo $A"], id=3, env=("A=1",))
+    assert out.split(b"\n")[1] == b"1"
+    c.send("EXEC", ("ID", 4), ("ARG", "pwd"), ("CWD", str(tmp_path)))
+    frames = session_frames(c, 4)
+    assert b"".join(f.get("DATA", b"") for t, f in frames if t == "STDOUT") == str(tmp_path).encode() + b"\n"
+    c.send("EXEC", ("ID", 5), ("ARG", "pwd"), ("CWD", str(tmp_path / "nope")))
+    msg = c.recv_type("ERROR")["MSG"]
+    assert b"cd to the working directory of '" + str(tmp_path / "nope").encode() + b"'" in msg, msg
+    c.send("EXEC", ("ID", 6), ("ARG", "/no/such/program"))
+    msg = c.recv_type("ERROR")["MSG"]
+    assert msg == b"exec '/no/such/program': No such file or directory", msg
+    (tmp_path / "noexec").write_text("#!/bin/sh\n")
+    c.send("EXEC", ("ID", 7), ("ARG", str(tmp_path / "noexec")))
+    msg = c.recv_type("ERROR")["MSG"]
+    assert b"Permission denied" in msg, msg
+    assert c.exec(["true"], id=8)[0] == 0   # still serving, and no zombie was left to confuse it
+    c.sock.close()
+    assert p.wait(10) == 0
+
+
 def session_frames(c, sid, until=("EXIT", "ERROR")):
     """Frames of session sid up to and including one of until: [(type, fields)]."""
     out = []
