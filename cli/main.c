@@ -205,11 +205,7 @@ int main(int argc, char **argv)
         };
         const char *root = NULL;
         int c;
-        /* Commands permute their argv while parsing it; banger-full gets
-         * the command line as it came. */
-        char **own = xcalloc((size_t)argc + 1, sizeof *own);
-        for (int i = 0; i < argc; i++)
-                own[i] = xstrdup(argv[i]);
+        char *argv0 = argv[0];
 
         argv[0] = (char *)"banger";   /* for getopt's messages */
         /* "+": stop at the command name; its options are its own. */
@@ -258,13 +254,19 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
         }
 
-        struct cli cli = { .cmd = cmd, .argv = own };
+        struct cli cli = { .cmd = cmd };
         struct bg_err *err = NULL;
         if (paths_init(&cli.paths, root, &err) < 0) {
                 cli_error("%s", bg_err_msg(err));
                 bg_err_free(err);
                 return EXIT_ERR;
         }
+        /* Commands permute their argv while parsing it; banger-full gets
+         * the command line as it came. */
+        char **own = xcalloc((size_t)argc + 1, sizeof *own);
+        for (int i = 0; i < argc; i++)
+                own[i] = xstrdup(i ? argv[i] : argv0);
+        cli.argv = own;
         cli.label = xasprintf("banger %s", cmd->name);
 
         int rc = cmd->fn(&cli, argc - optind, argv + optind);

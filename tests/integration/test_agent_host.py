@@ -548,11 +548,12 @@ def test_agent_spawned_commands_get_a_clean_start_and_clear_errors(tmp_path):
     code, out, err = c.exec(["sh", "-c", "(yes; echo $? >&2) | head -c1 >/dev/null"], id=1)
     assert code == 0 and err == b"141\n", err
     # its own session and process group; no signal blocked; the working directory asked for.
-    code, out, _ = c.exec(["sh", "-c", "cut -d' ' -f5,6 /proc/$$/stat; grep SigBlk /proc/$$/status"], id=2,
-                          env=("A=1",))
-    pgid, sid = out.split(b"\n")[0].split()
-    assert code == 0 and sid == pgid, out
-    assert b"SigBlk:\t0000000000000000" in out, out
+    # (the spawned process looks at itself: a shell blocks signals around its own forks)
+    code, out, _ = c.exec(["cut", "-d", " ", "-f1,5,6", "/proc/self/stat"], id=2)
+    pid, pgid, sid = out.split()
+    assert code == 0 and pid == pgid == sid, out
+    code, out, _ = c.exec(["grep", "SigBlk", "/proc/self/status"], id=9)
+    assert out == b"SigBlk:\t0000000000000000\n", out
     code, out, _ = c.exec(["sh", "-c", "pwd; echo $A"], id=3, env=("A=1",))
     assert out.split(b"\n")[1] == b"1"
     c.send("EXEC", ("ID", 4), ("ARG", "pwd"), ("CWD", str(tmp_path)))
